@@ -1,0 +1,148 @@
+"""Saas-mode settings: ``INVOKEAI_SAAS_*`` environment variables and a ``saas.yaml`` beside ``invokeai.yaml``.
+
+Why a settings class of our own: InvokeAI refuses to start when ``invokeai.yaml`` holds a key it does
+not know, so the overlay cannot add keys there. Environment variables win over the file, as they do
+for InvokeAI's own settings. Secrets are ``SecretStr`` so they never reach a log line or a response.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "INVOKEAI_SAAS_"
+SAAS_CONFIG_FILENAME = "saas.yaml"
+CONFIG_FILE_ENV = "INVOKEAI_SAAS_CONFIG_FILE"
+
+
+class SaasConfigError(ValueError):
+    """The saas configuration cannot be used; the message names the file or variable to fix."""
+
+
+class SaasSettings(BaseSettings):
+    """Every saas-mode setting. The README's settings table is generated from these descriptions."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    enabled: bool = Field(default=False, description="Turn saas mode on. Off: the package changes nothing.")
+
+    # Database (PostgreSQL)
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL, e.g. postgresql+psycopg://user:pw@host:5432/db. Unset: InvokeAI's SQLite.",
+    )
+    database_pool_size: int = Field(default=10, ge=1, description="Pooled connections kept open per process.")
+    database_max_overflow: int = Field(default=10, ge=0, description="Extra connections allowed above the pool.")
+
+    # Events (Redis)
+    redis_url: str | None = Field(default=None, description="Redis URL for Socket.IO fan-out, e.g. redis://:pw@host/0.")
+
+    # Object store (S3 API)
+    s3_bucket: str | None = Field(default=None, description="S3 bucket for media. Unset: InvokeAI's local disk.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (SeaweedFS, MinIO, R2). Unset: AWS.")
+    s3_region: str = Field(default="us-east-1", description="S3 region.")
+    s3_prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. 'prod/'.")
+    s3_access_key_id: str | None = Field(default=None, description="S3 access key. Unset: the AWS default chain.")
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
+
+    # Queue (SQS)
+    sqs_endpoint_url: str | None = Field(default=None, description="SQS endpoint. Unset (with sqs_enabled): AWS.")
+    sqs_enabled: bool = Field(default=False, description="Dispatch queue items over SQS (implied by sqs_endpoint_url).")
+    sqs_region: str = Field(default="us-east-1", description="SQS region.")
+    sqs_queue_prefix: str = Field(default="invokeai-saas", description="Prefix of the SQS queue names.")
+    sqs_access_key_id: str | None = Field(default=None, description="SQS access key. Unset: the AWS default chain.")
+    sqs_secret_access_key: SecretStr | None = Field(default=None, description="SQS secret key.")
+
+    # Billing (Stripe)
+    stripe_api_key: SecretStr | None = Field(default=None, description="Stripe secret key. Unset: billing off.")
+    stripe_api_base: str | None = Field(
+        default=None, description="Stripe API base URL (a stand-in such as localstripe). Unset: Stripe's own."
+    )
+    stripe_webhook_secret: SecretStr | None = Field(default=None, description="Stripe webhook signing secret.")
+
+    # Plugins and operations
+    disabled_plugins: list[str] = Field(
+        default_factory=list, description="Names of plugins (built-in or entry-point) that must not be loaded."
+    )
+    health_probe_timeout: float = Field(
+        default=3.0, gt=0, description="Seconds each backend probe of /api/v1/saas/health may take."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL (postgresql+psycopg://user:password@host:port/database)")
+        return value
+
+    @property
+    def sqs_active(self) -> bool:
+        return self.sqs_enabled or self.sqs_endpoint_url is not None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments carry the saas.yaml contents (see load_settings): environment beats file.
+        return (env_settings, init_settings)
+
+
+def saas_config_path(invokeai_config_file: Path | None) -> Path | None:
+    """Where saas.yaml lives: ``$INVOKEAI_SAAS_CONFIG_FILE``, else beside invokeai.yaml."""
+    explicit = os.environ.get(CONFIG_FILE_ENV)
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    if invokeai_config_file is None:
+        return None
+    return invokeai_config_file.parent / SAAS_CONFIG_FILENAME
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise SaasConfigError(f"{path}: not valid YAML ({e.__class__.__name__})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SaasConfigError(f"{path}: must be a mapping of setting names to values")
+    return data
+
+
+def load_settings(invokeai_config_file: Path | None = None, **overrides: Any) -> SaasSettings:
+    """Build the saas settings from the environment, saas.yaml and ``overrides`` (highest priority).
+
+    Raises ``SaasConfigError`` with a one-line message naming the bad key and where it came from.
+    """
+    path = saas_config_path(invokeai_config_file)
+    file_values = _read_yaml(path) if path is not None and path.exists() else {}
+    try:
+        settings = SaasSettings(**file_values)
+        if overrides:
+            settings = SaasSettings.model_validate({**settings.model_dump(), **overrides})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()} / {'.'.join(str(p) for p in err['loc'])}: "
+            f"{err['msg']}"
+            for err in e.errors()
+        )
+        where = f" (file {path})" if file_values else ""
+        raise SaasConfigError(f"invalid saas configuration{where}: {problems}") from None
+    return settings
+
+
+def write_settings(path: Path, values: dict[str, Any]) -> None:
+    """Write a saas.yaml (used by ``invokeai-saas dev``); values are validated first."""
+    SaasSettings.model_validate(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")

@@ -1,0 +1,1 @@
+"""SQLAlchemy engine factories (and, from the PostgreSQL issue on, the table definitions)."""
