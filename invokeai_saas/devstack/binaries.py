@@ -34,9 +34,7 @@ def _executable_in(directory: Path, name: str) -> Path | None:
     return None
 
 
-def find_executable(
-    names: Sequence[str], bin_dirs: Sequence[Path] | None, what: str, install_hint: str
-) -> Path:
+def find_executable(names: Sequence[str], bin_dirs: Sequence[Path] | None, what: str, install_hint: str) -> Path:
     """Return the first of ``names`` found, searching ``bin_dirs`` (or the defaults); raise PrerequisiteMissing."""
     dirs = list(bin_dirs) if bin_dirs is not None else default_search_dirs()
     for name in names:

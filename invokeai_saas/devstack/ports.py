@@ -8,7 +8,7 @@ import socket
 
 from invokeai_saas.devstack.errors import DevStackError, PortBusy
 
-__all__ = ["LOOPBACK", "free_port", "ensure_port_free", "port_is_free", "free_port_pair"]
+__all__ = ["LOOPBACK", "free_port", "ensure_port_free", "port_is_free", "pick_port"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -43,19 +43,25 @@ def ensure_port_free(port: int, what: str, hint: str | None = None) -> None:
         raise PortBusy(what, port, hint)
 
 
-def free_port_pair(offset: int, taken: set[int] | None = None, attempts: int = 200) -> int:
-    """Find a port P such that P and P + offset are both free.
+# Below the kernel's ephemeral range (32768+), so an outgoing connection cannot grab a port between our check
+# and the server's bind, and a port remembered for the next run is likely to still be free then.
+_BAND = (20000, 32767)
+
+
+def pick_port(taken: set[int], offset: int = 0, attempts: int = 500) -> int:
+    """Pick a free port P (with P + offset free too when offset is set) from the band above, avoiding ``taken``.
 
     SeaweedFS derives some gRPC addresses as ``http port + 10000`` instead of using the configured gRPC port, so
-    those two must be free together. Ports come from a band below the kernel's ephemeral range, where outgoing
-    connections cannot grab them between our check and the bind.
+    for those both must be free together.
     """
-    taken = taken or set()
+    low, high = _BAND
+    if offset:
+        # keep P + offset inside the band when it fits there, else anywhere below 65536
+        high = high - offset if high - offset > low else 65535 - offset
     for _ in range(attempts):
-        port = random.randint(20000, 65535 - offset)
-        pair = port + offset
-        if port in taken or pair in taken:
+        port = random.randint(low, high)
+        if port in taken or port + offset in taken:
             continue
-        if port_is_free(port) and port_is_free(pair):
+        if port_is_free(port) and (not offset or port_is_free(port + offset)):
             return port
-    raise DevStackError(f"no pair of free ports {offset} apart found on {LOOPBACK}; free some ports in 20000-65535")
+    raise DevStackError(f"no free port found on {LOOPBACK} between {low} and {high + offset}; free some ports")

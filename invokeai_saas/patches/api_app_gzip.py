@@ -23,9 +23,7 @@ from starlette.types import Message
 
 
 def apply(api_app_module: ModuleType) -> None:
-    async def send_with_compression(
-        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
+    async def send_with_compression(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         message: Message = args[0] if args else kwargs["message"]
         if message["type"] != "http.response.start":
             await wrapped(*args, **kwargs)

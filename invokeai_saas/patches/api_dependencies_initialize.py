@@ -48,8 +48,10 @@ def apply(dependencies_module: ModuleType, runtime: SaasRuntime) -> None:
     def shutdown(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
             runtime.plugin_manager.hook.saas_shutdown(saas_config=runtime.settings, logger=runtime.logger)
-        finally:
-            return wrapped(*args, **kwargs)
+        except Exception:
+            # InvokeAI's own shutdown (finishing model installs, stopping the queue) must still run.
+            runtime.logger.exception("a saas_shutdown hook failed")
+        return wrapped(*args, **kwargs)
 
     wrapt.wrap_function_wrapper(dependencies_module, "ApiDependencies.initialize", initialize)
     wrapt.wrap_function_wrapper(dependencies_module, "ApiDependencies.shutdown", shutdown)

@@ -22,9 +22,7 @@ def apply(dependencies_module: ModuleType, runtime: SaasRuntime) -> None:
         if args:  # upstream passes keywords only; positional use means the upstream code changed
             raise RuntimeError("invokeai-saas: InvocationServices was called positionally; this InvokeAI is unverified")
         services = dict(kwargs)
-        swap_services(
-            services["configuration"], runtime.settings, services, runtime.logger, runtime.plugin_manager
-        )
+        swap_services(services["configuration"], runtime.settings, services, runtime.logger, runtime.plugin_manager)
         return wrapped(**services)
 
     wrapt.wrap_function_wrapper(dependencies_module, "InvocationServices", build_services)

@@ -1,0 +1,1 @@
+"""The ``invokeai-saas`` subcommands, one module each."""

@@ -1,0 +1,48 @@
+"""Session fixtures: the real local servers on free loopback ports, and real ``invokeai-web`` processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from invokeai_saas.devstack import LocalStack
+from invokeai_saas.devstack.web import InvokeAIWebServer
+from tests.support.invokeai import ENTRY_POINT_PLUGIN_DIR, TEST_ENV
+
+os.environ.update(TEST_ENV)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """PostgreSQL, Redis, SeaweedFS S3, moto SQS and localstripe, started once for the whole run."""
+    local_stack = LocalStack(tmp_path_factory.mktemp("stack"), durable=False)
+    local_stack.start()
+    try:
+        yield local_stack
+    finally:
+        local_stack.stop()
+
+
+@pytest.fixture(scope="session")
+def saas_web(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InvokeAIWebServer]:
+    """Stock ``invokeai-web`` in saas mode on the local stack, with a third-party plugin installed the way a
+    real distribution is (a .dist-info with an ``invokeai_saas`` entry point on the import path)."""
+    root = tmp_path_factory.mktemp("saas-root")
+    pythonpath = os.pathsep.join(filter(None, [str(ENTRY_POINT_PLUGIN_DIR), os.environ.get("PYTHONPATH")]))
+    web = InvokeAIWebServer(
+        root,
+        saas_settings={"enabled": True, **stack.saas_settings()},
+        env={**TEST_ENV, "PYTHONPATH": pythonpath},
+    )
+    web.start(timeout=240)
+    try:
+        yield web
+    finally:
+        web.stop(timeout=30)
+
+
+def read_log(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""

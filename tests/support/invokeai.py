@@ -1,0 +1,43 @@
+"""Driving a real ``invokeai-web`` over HTTP: first-admin setup, login, a simple graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SUPPORT_DIR = Path(__file__).parent
+ENTRY_POINT_PLUGIN_DIR = SUPPORT_DIR / "entry_point_plugin"
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "correct-Horse-battery-staple-42"
+
+# Environment every test server gets: no network, quiet tokenizers, no hub look-ups.
+TEST_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "INVOKEAI_LOG_LEVEL": "warning"}
+
+
+def admin_token(base_url: str) -> str:
+    """Create the first administrator if needed, then log in; returns the bearer token."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        status = client.get("/api/v1/auth/status").json()
+        if status["setup_required"]:
+            r = client.post(
+                "/api/v1/auth/setup",
+                json={"email": ADMIN_EMAIL, "display_name": "Admin", "password": ADMIN_PASSWORD},
+            )
+            r.raise_for_status()
+        r = client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        r.raise_for_status()
+        return str(r.json()["token"])
+
+
+def add_graph_batch(a: int = 2, b: int = 3) -> dict[str, Any]:
+    """A batch with one ``add`` node: a real graph that needs no model weights."""
+    return {
+        "prepend": False,
+        "batch": {
+            "graph": {"id": "saas-test-add", "nodes": {"add": {"id": "add", "type": "add", "a": a, "b": b}}, "edges": []},
+            "runs": 1,
+        },
+    }
