@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from invokeai_saas.devstack import LocalStack
+from invokeai_saas.devstack import LocalStack, make_temp_data_dir
 from invokeai_saas.devstack.web import InvokeAIWebServer
 from tests.support.invokeai import ENTRY_POINT_PLUGIN_DIR, TEST_ENV
 
@@ -18,12 +19,14 @@ os.environ.update(TEST_ENV)
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """PostgreSQL, Redis, SeaweedFS S3, moto SQS and localstripe, started once for the whole run."""
-    local_stack = LocalStack(tmp_path_factory.mktemp("stack"), durable=False)
+    data_dir = make_temp_data_dir("saas-test-stack-")  # PostgreSQL runs as its own OS user and must reach it
+    local_stack = LocalStack(data_dir, durable=False)
     local_stack.start()
     try:
         yield local_stack
     finally:
         local_stack.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,7 @@ def test_health_reveals_no_secrets_or_hosts(saas_web: InvokeAIWebServer, stack: 
     ]
     for secret in secrets:
         assert secret not in text
-    for leak in ("127.0.0.1", "localhost", "Traceback", str(stack.ports()["postgres"]), str(stack.ports()["redis"])):
+    for leak in ("127.0.0.1", "localhost", "Traceback", str(stack.ports["postgres"]), str(stack.ports["redis"])):
         assert leak not in text
 
 

@@ -87,9 +87,16 @@ class RedisServer(ManagedServer):
 
     def _probe(self) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         client = redis.Redis(
-            host=self.host, port=self.port, password=self.password, socket_timeout=2, socket_connect_timeout=2
+            host=self.host,
+            port=self.port,
+            password=self.password,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 0),  # the start loop retries; the client's own backoff would only slow it
         )
         try:
             if not client.ping():
