@@ -20,18 +20,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def port_is_free(port: int) -> bool:
-    """Try to bind the port the way the servers do.
+# TCP states of sockets no process owns any more: closed connections the kernel still winds down.
+_LINGERING_STATES = {"04", "05", "06", "07", "09", "0B"}  # FIN_WAIT1/2, TIME_WAIT, CLOSE, LAST_ACK, CLOSING
 
-    SO_REUSEADDR mirrors what the servers set themselves, so a port left in TIME_WAIT by a server we just stopped
-    counts as free (it is, for them), while a port with any listener (on 127.0.0.1 or 0.0.0.0) counts as busy.
+
+def _only_lingering_sockets(port: int) -> bool:
+    """True when every TCP socket on ``port`` is a leftover of a closed connection (and /proc can tell)."""
+    states: list[str] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            return False
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                states.append(fields[3])
+    return bool(states) and all(state in _LINGERING_STATES for state in states)
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could bind the port on 127.0.0.1 now.
+
+    The bind uses SO_REUSEADDR like the servers do. Some leftovers of closed connections still make that bind
+    fail here (seen with SeaweedFS after its parent was killed) although the servers bind fine, so when the only
+    sockets on the port are such leftovers the port counts as free; any listener or live connection keeps it busy.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            if exc.errno == errno.EADDRINUSE:
+                return _only_lingering_sockets(port)
+            if exc.errno == errno.EACCES:
                 return False
             raise
         return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,19 @@ class SeaweedS3Server(ManagedServer):
 
     def _probe(self) -> None:
         self.client().list_buckets()
+        # S3 answers before the volume server has joined the master (whose raft election can take seconds), and
+        # until then every read of an existing object fails with InternalError: wait for the join too.
+        url = f"http://{self.host}:{self._aux_ports()['master']}/dir/status"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            topology = json.load(response).get("Topology") or {}
+        nodes = [
+            node
+            for center in topology.get("DataCenters") or []
+            for rack in center.get("Racks") or []
+            for node in rack.get("DataNodes") or []
+        ]
+        if not nodes:
+            raise RuntimeError("the volume server has not joined the master yet")
 
     def _after_stop(self) -> None:
         """Remove the gRPC sockets weed keeps at a fixed place, /tmp/seaweedfs-<part>-grpc-<port>.sock.
