@@ -78,7 +78,7 @@ def _fake_invokeai(tmp_path: Path, version: str) -> Path:
             from pathlib import Path
             class _Config:
                 multiuser = False
-                config_file_path = Path({str(tmp_path / 'root' / 'invokeai.yaml')!r})
+                config_file_path = Path({str(tmp_path / "root" / "invokeai.yaml")!r})
             _config = _Config()
             def get_config():
                 return _config

@@ -37,7 +37,11 @@ def add_graph_batch(a: int = 2, b: int = 3) -> dict[str, Any]:
     return {
         "prepend": False,
         "batch": {
-            "graph": {"id": "saas-test-add", "nodes": {"add": {"id": "add", "type": "add", "a": a, "b": b}}, "edges": []},
+            "graph": {
+                "id": "saas-test-add",
+                "nodes": {"add": {"id": "add", "type": "add", "a": a, "b": b}},
+                "edges": [],
+            },
             "runs": 1,
         },
     }
