@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_arguments(dev_parser)
     dev_parser.set_defaults(handler=dev.run)
 
+    from invokeai_saas.commands import db
+
+    db_parser = commands.add_parser("db", help="manage the PostgreSQL schema (upgrade, current, downgrade)")
+    db.add_arguments(db_parser)
+    db_parser.set_defaults(handler=db.run)
+
     settings_parser = commands.add_parser("settings", help="list every saas setting with its default")
     settings_parser.set_defaults(handler=_settings)
     return parser

@@ -11,6 +11,9 @@ import pytest
 
 from invokeai_saas.devstack import LocalStack, make_temp_data_dir
 from invokeai_saas.devstack.web import InvokeAIWebServer
+from sqlalchemy import Engine
+
+from tests.support.databases import build_template, fresh_database, stock_sqlite_database
 from tests.support.invokeai import ENTRY_POINT_PLUGIN_DIR, TEST_ENV
 
 os.environ.update(TEST_ENV)
@@ -45,6 +48,25 @@ def saas_web(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield web
     finally:
         web.stop(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def pg_template(stack: LocalStack) -> str:
+    """A migrated template database; tests clone it instead of migrating again."""
+    return build_template(stack.postgres)
+
+
+@pytest.fixture()
+def pg_engine(stack: LocalStack, pg_template: str) -> Iterator[Engine]:
+    """A fresh, migrated PostgreSQL database for one test (cloned from the template, dropped afterwards)."""
+    with fresh_database(stack.postgres, pg_template) as engine:
+        yield engine
+
+
+@pytest.fixture()
+def sqlite_db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Stock InvokeAI's SQLite database (in memory, built by InvokeAI's own migrator) for one test."""
+    return stock_sqlite_database(tmp_path)
 
 
 def read_log(path: Path) -> str:
