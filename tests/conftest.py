@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from invokeai_saas.devstack import LocalStack, make_temp_data_dir
 from invokeai_saas.devstack.web import InvokeAIWebServer
-from sqlalchemy import Engine
-
 from tests.support.databases import build_template, fresh_database, stock_sqlite_database
 from tests.support.invokeai import ENTRY_POINT_PLUGIN_DIR, TEST_ENV
 
