@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from invokeai_saas.devstack import LocalStack, make_temp_data_dir
+from invokeai_saas.devstack import LocalStack, PostgresServer, make_temp_data_dir
 from invokeai_saas.devstack.web import InvokeAIWebServer
 from tests.support.databases import build_template, fresh_database, stock_sqlite_database
 from tests.support.invokeai import ENTRY_POINT_PLUGIN_DIR, TEST_ENV
@@ -50,15 +50,28 @@ def saas_web(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture(scope="session")
-def pg_template(stack: LocalStack) -> str:
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of its own for the behaviour suites, so they do not need the whole stack."""
+    data_dir = make_temp_data_dir("saas-test-pg-")
+    server = PostgresServer(data_dir, durable=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres: PostgresServer) -> str:
     """A migrated template database; tests clone it instead of migrating again."""
-    return build_template(stack.postgres)
+    return build_template(postgres)
 
 
 @pytest.fixture()
-def pg_engine(stack: LocalStack, pg_template: str) -> Iterator[Engine]:
+def pg_engine(postgres: PostgresServer, pg_template: str) -> Iterator[Engine]:
     """A fresh, migrated PostgreSQL database for one test (cloned from the template, dropped afterwards)."""
-    with fresh_database(stack.postgres, pg_template) as engine:
+    with fresh_database(postgres, pg_template) as engine:
         yield engine
 
 

@@ -42,6 +42,7 @@ from invokeai_saas.devstack import (
 )
 from invokeai_saas.devstack.ports import port_is_free
 from invokeai_saas.devstack.process import ManagedServer
+from invokeai_saas.devstack.s3_server import remove_stale_grpc_sockets
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the local stack is Linux-only")
 
@@ -290,7 +291,7 @@ def test_stop_cleans_up_and_restart_keeps_data(stack: LocalStack, stack_dir: Pat
     assert not {pid for pid in pids if _alive(pid)}
     assert not {pid for pid in _descendants(os.getpid()) if _alive(pid)}, "a child process outlived stop()"
     assert all(port_is_free(port) for port in ports)
-    assert not list(Path("/tmp").glob(f"seaweedfs-*-grpc-{stack.s3.ports()[1].port}.sock"))
+    assert not [path for port in ports for path in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock")]
 
     again = LocalStack(stack_dir, ports=stack.ports, durable=False)
     again.start()
@@ -348,6 +349,7 @@ def test_servers_die_with_a_killed_parent() -> None:
         parent.wait()
         assert _wait_dead(pids, timeout=20) == set()
         assert [port for port in info["ports"] if not port_is_free(port)] == []
+        remove_stale_grpc_sockets(info["ports"])  # nobody was left to tidy /tmp up
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -15,8 +15,8 @@ from sqlalchemy import Engine, inspect, text
 
 from invokeai_saas.db import migrate
 from invokeai_saas.db.tables import metadata
-from invokeai_saas.devstack import LocalStack
-from tests.support.databases import fresh_database
+from invokeai_saas.devstack import PostgresServer
+from tests.support.databases import fresh_database, stock_sqlite_database
 
 CLI = str(Path(sys.executable).parent / "invokeai-saas")
 
@@ -54,11 +54,11 @@ def test_upgrade_builds_every_stock_table_and_matches_the_definitions(pg_engine:
 def test_updated_at_and_queue_status_triggers(pg_engine: Engine) -> None:
     with pg_engine.begin() as conn:
         conn.execute(text("INSERT INTO app_settings (key, value) VALUES ('k', 'v1')"))
-        before = conn.execute(text("SELECT updated_at FROM app_settings")).scalar_one()
+        before = conn.execute(text("SELECT updated_at FROM app_settings WHERE key = 'k'")).scalar_one()
     time.sleep(0.01)
     with pg_engine.begin() as conn:
-        conn.execute(text("UPDATE app_settings SET value = 'v2'"))
-        after = conn.execute(text("SELECT updated_at FROM app_settings")).scalar_one()
+        conn.execute(text("UPDATE app_settings SET value = 'v2' WHERE key = 'k'"))
+        after = conn.execute(text("SELECT updated_at FROM app_settings WHERE key = 'k'")).scalar_one()
     assert after > before
 
     with pg_engine.begin() as conn:
@@ -84,8 +84,8 @@ def test_generated_columns_read_inside_json(pg_engine: Engine) -> None:
     assert tuple(row) == ("W", "D", "a, b", "user")
 
 
-def test_downgrade_to_base_removes_everything(stack: LocalStack) -> None:
-    with fresh_database(stack.postgres, template=None) as engine:
+def test_downgrade_to_base_removes_everything(postgres: PostgresServer) -> None:
+    with fresh_database(postgres, template=None) as engine:
         migrate.upgrade(engine)
         migrate.downgrade(engine, "base")
         assert migrate.current_revision(engine) is None
@@ -94,16 +94,16 @@ def test_downgrade_to_base_removes_everything(stack: LocalStack) -> None:
         assert migrate.current_revision(engine) == migrate.head_revision()
 
 
-def test_check_migrated_names_the_command(stack: LocalStack) -> None:
-    with fresh_database(stack.postgres, template=None) as engine:
+def test_check_migrated_names_the_command(postgres: PostgresServer) -> None:
+    with fresh_database(postgres, template=None) as engine:
         with pytest.raises(migrate.DatabaseNotMigrated, match="invokeai-saas db upgrade"):
             migrate.check_migrated(engine)
         migrate.upgrade(engine)
         migrate.check_migrated(engine)
 
 
-def test_db_cli_upgrade_current_downgrade(stack: LocalStack) -> None:
-    with fresh_database(stack.postgres, template=None) as engine:
+def test_db_cli_upgrade_current_downgrade(postgres: PostgresServer) -> None:
+    with fresh_database(postgres, template=None) as engine:
         url = engine.url.render_as_string(hide_password=False)
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -131,3 +131,27 @@ def test_db_cli_without_database_is_one_line(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "INVOKEAI_SAAS_DATABASE_URL" in r.stderr
+
+
+def test_seed_rows_match_stock(pg_engine: Engine, tmp_path: Path) -> None:
+    stock = stock_sqlite_database(tmp_path)
+    with stock.transaction() as cursor:
+        cursor.execute("SELECT id, name, content, user_id, is_public FROM system_prompts ORDER BY id")
+        stock_prompts = [(r[0], r[1], r[2], r[3], bool(r[4])) for r in cursor.fetchall()]
+        cursor.execute("SELECT user_id, email, display_name, password_hash, is_admin, is_active FROM users")
+        stock_users = [(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5])) for r in cursor.fetchall()]
+    with pg_engine.connect() as conn:
+        prompts = [
+            tuple(r)
+            for r in conn.execute(text("SELECT id, name, content, user_id, is_public FROM system_prompts ORDER BY id"))
+        ]
+        users = [
+            tuple(r)
+            for r in conn.execute(
+                text("SELECT user_id, email, display_name, password_hash, is_admin, is_active FROM users")
+            )
+        ]
+        secret = conn.execute(text("SELECT value FROM app_settings WHERE key = 'jwt_secret'")).scalar_one()
+    assert prompts == stock_prompts and len(prompts) == 8
+    assert users == stock_users
+    assert len(secret) == 64 and int(secret, 16) >= 0

@@ -167,24 +167,24 @@ class ManagedServer(ABC):
     def stop(self, timeout: float = 15) -> None:
         """Ask the server to shut down cleanly, SIGKILL its whole process group if it does not. Idempotent."""
         proc = self._proc
-        if proc is None:
-            return
         try:
-            if proc.returncode is None and not self._has_exited(proc):
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(self.stop_signal)
-                if not self._wait_exited(proc, timeout):
-                    self._kill_group(proc)
-            # The exited leader is not reaped yet, so its process-group id cannot have been reused: anything still
-            # in the group is a straggler of ours (a server's helper, a PostgreSQL backend...).
-            self._kill_group(proc)
-            proc.wait()
+            if proc is not None:
+                if proc.returncode is None and not self._has_exited(proc):
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(self.stop_signal)
+                    if not self._wait_exited(proc, timeout):
+                        self._kill_group(proc)
+                # The exited leader is not reaped yet, so its process-group id cannot have been reused: anything
+                # still in the group is a straggler of ours (a server's helper, a PostgreSQL backend...).
+                self._kill_group(proc)
+                proc.wait()
         finally:
             self._proc = None
             if self._log is not None:
                 self._log.close()
                 self._log = None
-            self._after_stop()
+            if proc is not None:
+                self._after_stop()
 
     # -- internals (LocalStack calls the two phases separately so servers boot side by side) -------------------
 

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from invokeai_saas.devstack.errors import PrerequisiteMissing
 from invokeai_saas.devstack.ports import pick_port, port_is_free
 from invokeai_saas.devstack.process import ManagedServer, PortClaim
 
-__all__ = ["SeaweedS3Server"]
+__all__ = ["SeaweedS3Server", "remove_stale_grpc_sockets"]
 
 # SeaweedFS's own constant: its worker dials the admin server's gRPC at "admin http port + 10000", whatever
 # -admin.port.grpc says, so that pair must stay together.
@@ -142,7 +142,7 @@ class SeaweedS3Server(ManagedServer):
         with contextlib.suppress(OSError, ValueError):
             loaded = json.loads(self._ports_path.read_text())
             stored = {k: v for k, v in loaded.items() if k in _AUX_PORTS and isinstance(v, int)}
-        taken = {self.port, self.port + _GRPC_OFFSET}
+        taken = {self.port}
         chosen: dict[str, int] = {}
         for key in _AUX_PORTS:
             offset = _GRPC_OFFSET if key == "admin" else 0
@@ -200,6 +200,7 @@ class SeaweedS3Server(ManagedServer):
         # weed mini saves the flags of each run to mini.options and applies them to the next one where a flag is
         # left at its default; we pass everything ourselves, so a stale file could only surprise us.
         (self.weed_dir / "mini.options").unlink(missing_ok=True)
+        remove_stale_grpc_sockets(self._grpc_ports(self._aux or self._aux_ports()))
 
     def _env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
@@ -208,7 +209,7 @@ class SeaweedS3Server(ManagedServer):
 
     def _command(self) -> list[str]:
         assert self._binary is not None
-        aux = self._aux_ports()
+        aux = self._aux or self._aux_ports()  # resolved by check_ports() just before
         flags: dict[str, object] = {
             "dir": self.weed_dir,
             "ip": self.host,
@@ -244,8 +245,10 @@ class SeaweedS3Server(ManagedServer):
         self.client().list_buckets()
         # S3 answers before the volume server has joined the master (whose raft election can take seconds), and
         # until then every read of an existing object fails with InternalError: wait for the join too.
-        url = f"http://{self.host}:{self._aux_ports()['master']}/dir/status"
-        with urllib.request.urlopen(url, timeout=2) as response:
+        assert self._aux is not None
+        url = f"http://{self.host}:{self._aux['master']}/dir/status"
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an HTTP(S)_PROXY
+        with direct.open(url, timeout=2) as response:
             topology = json.load(response).get("Topology") or {}
         nodes = [
             node
@@ -256,21 +259,24 @@ class SeaweedS3Server(ManagedServer):
         if not nodes:
             raise RuntimeError("the volume server has not joined the master yet")
 
-    def _after_stop(self) -> None:
-        """Remove the gRPC sockets weed keeps at a fixed place, /tmp/seaweedfs-<part>-grpc-<port>.sock.
+    @staticmethod
+    def _grpc_ports(aux: dict[str, int]) -> list[int]:
+        return [aux["master_grpc"], aux["volume_grpc"], aux["filer_grpc"], aux["s3_grpc"], aux["admin"] + _GRPC_OFFSET]
 
-        A clean shutdown removes some of them, a killed weed none; they carry our ports, so they are ours.
-        """
-        if self._aux is None:
-            return
-        grpc_ports = {
-            "master": self._aux["master_grpc"],
-            "volume": self._aux["volume_grpc"],
-            "filer": self._aux["filer_grpc"],
-            "s3": self._aux["s3_grpc"],
-            "admin": self._aux["admin"] + _GRPC_OFFSET,
-        }
-        for part, port in grpc_ports.items():
-            path = Path("/tmp") / f"seaweedfs-{part}-grpc-{port}.sock"
+    def _after_stop(self) -> None:
+        if self._aux is not None:
+            remove_stale_grpc_sockets(self._grpc_ports(self._aux))
+
+
+def remove_stale_grpc_sockets(ports: Iterable[int]) -> None:
+    """Remove the gRPC sockets weed leaves at a fixed place, ``/tmp/seaweedfs-<part>-grpc-<port>.sock``.
+
+    weed puts them there whatever TMPDIR says; a clean shutdown removes only some of them and a killed weed none.
+    A socket named after a port nobody listens on is stale, whoever left it.
+    """
+    for port in ports:
+        if not port_is_free(port):
+            continue
+        for path in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
             if path.is_socket():
                 path.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """An SQS endpoint served by moto.
 
-moto keeps its state in memory only; queues are cheap to recreate, so the data dir only holds nothing but the
-working directory of the process.
+moto keeps its state in memory only, so queues and messages are gone after a restart (users must create their
+queues at start-up); the data dir is just the process's working directory.
 """
 
 from __future__ import annotations
