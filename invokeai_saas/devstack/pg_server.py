@@ -135,7 +135,7 @@ class PostgresServer(ManagedServer):
 
     def _check_reachable(self, account: pwd.struct_passwd) -> None:
         """Fail early, and say which folder to open up, when the postgres user cannot walk to the data dir."""
-        groups = {account.pw_gid} | {g for g in os.getgrouplist(account.pw_name, account.pw_gid)}
+        groups = set(os.getgrouplist(account.pw_name, account.pw_gid))
         for folder in reversed(self.data_dir.parents):
             if not folder.exists():
                 break  # created later by us, with the usual umask

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -242,6 +241,8 @@ class SeaweedS3Server(ManagedServer):
         return [str(self._binary), *global_flags, "mini", *(f"-{key}={value}" for key, value in flags.items())]
 
     def _probe(self) -> None:
+        import urllib.request
+
         self.client().list_buckets()
         # S3 answers before the volume server has joined the master (whose raft election can take seconds), and
         # until then every read of an existing object fails with InternalError: wait for the join too.
