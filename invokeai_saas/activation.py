@@ -16,6 +16,7 @@ import sys
 from types import ModuleType
 from typing import NoReturn
 
+from invokeai_saas.config import SaasSettings
 from invokeai_saas.runtime import SaasRuntime, set_runtime
 
 DEPENDENCIES_MODULE = "invokeai.app.api.dependencies"
@@ -60,6 +61,9 @@ def _activate() -> SaasRuntime | None:
     except (UnsupportedInvokeAIVersion, SaasPluginError) as e:
         _refuse(str(e))
 
+    if settings.database_url is not None:
+        _require_migrated_database(settings)
+
     from invokeai_saas.patches import config_multiuser
 
     config_multiuser.apply(invokeai_config)
@@ -73,12 +77,33 @@ def _activate() -> SaasRuntime | None:
     return runtime
 
 
+def _require_migrated_database(settings: SaasSettings) -> None:
+    """Refuse to start on a database that is unreachable, empty or behind: saying so now, with the command
+    to run, beats failing in the middle of the first user's request."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from invokeai_saas.db.engine import get_engine
+    from invokeai_saas.db.migrate import DatabaseNotMigrated, check_migrated
+
+    try:
+        check_migrated(get_engine(settings))
+    except DatabaseNotMigrated as e:
+        _refuse(str(e))
+    except SQLAlchemyError as e:
+        _refuse(f"cannot use the configured database ({type(e).__name__}); check INVOKEAI_SAAS_DATABASE_URL")
+
+
 def _on_dependencies_imported(module: ModuleType) -> None:
     runtime = _activate()
     if runtime is None:
         return
     from invokeai_saas.patches import api_dependencies_initialize, api_dependencies_services
 
+    if runtime.settings.database_url is not None:
+        from invokeai_saas.db.engine import get_engine
+        from invokeai_saas.patches import api_dependencies_database
+
+        api_dependencies_database.apply(module, get_engine(runtime.settings))
     api_dependencies_services.apply(module, runtime)
     api_dependencies_initialize.apply(module, runtime)
 

@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_arguments(db_parser)
     db_parser.set_defaults(handler=db.run)
 
+    from invokeai_saas.commands import users
+
+    user_parser = commands.add_parser("user", help="manage users in PostgreSQL (like invoke-useradd & co.)")
+    users.add_arguments(user_parser)
+    user_parser.set_defaults(handler=users.run)
+
     settings_parser = commands.add_parser("settings", help="list every saas setting with its default")
     settings_parser.set_defaults(handler=_settings)
     return parser

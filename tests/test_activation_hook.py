@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from invokeai_saas.devstack import PostgresServer, free_port
 from invokeai_saas.version_guard import UnsupportedInvokeAIVersion, check_invokeai_version
+from tests.support.databases import fresh_database
 
 
 def _python(code: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -138,3 +140,27 @@ def test_check_invokeai_version() -> None:
     check_invokeai_version("6.14.2")
     with pytest.raises(UnsupportedInvokeAIVersion, match="6.15.0"):
         check_invokeai_version("6.15.0")
+
+
+def test_unmigrated_database_stops_startup_with_the_command(tmp_path: Path, postgres: PostgresServer) -> None:
+    fake = _fake_invokeai(tmp_path, "6.14.2")
+    with fresh_database(postgres, template=None) as engine:
+        url = engine.url.render_as_string(hide_password=False)
+        r = _python(
+            "import invokeai.app.api.dependencies; print('started')",
+            env={"PYTHONPATH": str(fake), "INVOKEAI_SAAS_ENABLED": "1", "INVOKEAI_SAAS_DATABASE_URL": url},
+        )
+    assert r.returncode == 2
+    assert "invokeai-saas db upgrade" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+
+
+def test_unreachable_database_stops_startup_without_hostnames(tmp_path: Path) -> None:
+    fake = _fake_invokeai(tmp_path, "6.14.2")
+    url = f"postgresql+psycopg://u:secretpw@127.0.0.1:{free_port()}/db"
+    r = _python(
+        "import invokeai.app.api.dependencies; print('started')",
+        env={"PYTHONPATH": str(fake), "INVOKEAI_SAAS_ENABLED": "1", "INVOKEAI_SAAS_DATABASE_URL": url},
+    )
+    assert r.returncode == 2
+    assert "INVOKEAI_SAAS_DATABASE_URL" in r.stderr and "secretpw" not in r.stderr

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from invokeai_saas.config import SaasConfigError, load_settings
+from invokeai_saas.commands.common import add_database_arguments, database_url
+from invokeai_saas.config import SaasConfigError
 from invokeai_saas.db import migrate
 from invokeai_saas.db.engine import sync_url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", help="InvokeAI root holding saas.yaml (default: $INVOKEAI_ROOT)")
-    parser.add_argument("--database-url", help="PostgreSQL URL (default: from the saas settings)")
+    add_database_arguments(parser)
     actions = parser.add_subparsers(dest="db_action", required=True)
     up = actions.add_parser("upgrade", help="apply migrations (default: to the latest)")
     up.add_argument("revision", nargs="?", default="head")
@@ -29,21 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     down.add_argument("revision")
 
 
-def _database_url(args: argparse.Namespace) -> str:
-    if args.database_url:
-        return str(args.database_url)
-    import os
-
-    root = args.root or os.environ.get("INVOKEAI_ROOT")
-    settings = load_settings(Path(root) / "invokeai.yaml" if root else None)
-    if settings.database_url is None:
-        raise SaasConfigError("no database configured; set INVOKEAI_SAAS_DATABASE_URL or pass --database-url")
-    return settings.database_url
-
-
 def run(args: argparse.Namespace) -> int:
     try:
-        engine = create_engine(sync_url(_database_url(args)), connect_args={"connect_timeout": 10})
+        engine = create_engine(sync_url(database_url(args)), connect_args={"connect_timeout": 10})
         if args.db_action == "upgrade":
             migrate.upgrade(engine, args.revision)
             print(f"database at revision {migrate.current_revision(engine)}")

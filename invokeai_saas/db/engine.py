@@ -34,7 +34,7 @@ def get_engine(settings: SaasSettings) -> Engine:
                 sync_url(settings.database_url),
                 pool_size=settings.database_pool_size,
                 max_overflow=settings.database_max_overflow,
-                pool_pre_ping=True,
+                pool_recycle=1800,  # no pre-ping: it costs a round trip per checkout on the hottest paths
                 connect_args={"connect_timeout": 5, "application_name": "invokeai-saas"},
             )
             _engines[key] = engine

@@ -383,3 +383,35 @@ workflow_library = Table(
     Index(None, "opened_at"),
     Index(None, "updated_at"),
 )
+
+# --- Indexes PostgreSQL needs beyond stock's (revision 0003) ---------------------------------------------------
+# The gallery's main query: one user's images of a category, starred first, newest first (index order = page order).
+Index(
+    "ix_images_gallery",
+    images.c.user_id,
+    images.c.image_category,
+    images.c.is_intermediate,
+    images.c.starred.desc().nulls_last(),
+    images.c.created_at.desc(),
+    images.c.image_name.desc(),
+)
+Index(
+    "ix_videos_gallery",
+    videos.c.user_id,
+    videos.c.video_category,
+    videos.c.is_intermediate,
+    videos.c.starred.desc().nulls_last(),
+    videos.c.created_at.desc(),
+    videos.c.video_name.desc(),
+)
+# Byte-order paging by name (stock's SQLite order), which a locale-collated primary key cannot serve.
+Index("ix_images_image_name_c", text('image_name COLLATE "C"'))
+Index("ix_workflow_library_name_c", text('name COLLATE "C"'))
+Index("ix_models_hash", models.c.hash)
+# Stock's FIFO dequeue is not per queue: its order needs an index of its own over pending rows.
+Index(
+    "ix_session_queue_pending_fifo",
+    session_queue.c.priority.desc(),
+    session_queue.c.item_id,
+    postgresql_where=text("status = 'pending'"),
+)

@@ -1,10 +1,13 @@
 """The postgres plugin: active when ``database_url`` is set.
 
-Provides the database probe; the PostgreSQL service implementations are swapped in here as they land.
+Swaps every DB-backed InvokeAI service for its PostgreSQL implementation (the model records and app
+settings are constructed on PostgreSQL earlier, by ``patches.api_dependencies_database``, because
+stock uses them before the swap hook runs), and provides the database health probe.
 """
 
 from __future__ import annotations
 
+from logging import Logger
 from typing import Any
 
 from sqlalchemy import text
@@ -13,6 +16,61 @@ from invokeai_saas.config import SaasSettings
 from invokeai_saas.db.engine import get_engine
 from invokeai_saas.health.probes import BackendProbe
 from invokeai_saas.plugins.markers import hookimpl
+
+
+@hookimpl
+def saas_swap_services(
+    invokeai_config: Any, saas_config: SaasSettings, services: dict[str, Any], logger: Logger
+) -> None:
+    if saas_config.database_url is None:
+        return
+    from invokeai_saas.services.board_image_records.board_image_records_postgres import (
+        PostgresBoardImageRecordStorage,
+    )
+    from invokeai_saas.services.board_records.board_records_postgres import PostgresBoardRecordStorage
+    from invokeai_saas.services.board_video_records.board_video_records_postgres import (
+        PostgresBoardVideoRecordStorage,
+    )
+    from invokeai_saas.services.client_state_persistence.client_state_persistence_postgres import (
+        ClientStatePersistencePostgres,
+    )
+    from invokeai_saas.services.gallery.gallery_postgres import PostgresGalleryService
+    from invokeai_saas.services.image_moves.image_moves_postgres import PostgresImageMoveService
+    from invokeai_saas.services.image_records.image_records_postgres import PostgresImageRecordStorage
+    from invokeai_saas.services.model_relationship_records.model_relationship_records_postgres import (
+        PostgresModelRelationshipRecordStorage,
+    )
+    from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
+    from invokeai_saas.services.style_preset_records.style_preset_records_postgres import (
+        PostgresStylePresetRecordsStorage,
+    )
+    from invokeai_saas.services.system_prompt_records.system_prompt_records_postgres import (
+        PostgresSystemPromptRecordsStorage,
+    )
+    from invokeai_saas.services.users.users_postgres import UserServicePostgres
+    from invokeai_saas.services.video_records.video_records_postgres import PostgresVideoRecordStorage
+    from invokeai_saas.services.workflow_records.workflow_records_postgres import PostgresWorkflowRecordsStorage
+
+    engine = get_engine(saas_config)
+    services.update(
+        board_image_records=PostgresBoardImageRecordStorage(engine),
+        board_records=PostgresBoardRecordStorage(engine),
+        board_video_records=PostgresBoardVideoRecordStorage(engine),
+        client_state_persistence=ClientStatePersistencePostgres(engine),
+        gallery=PostgresGalleryService(engine),
+        image_moves=PostgresImageMoveService(
+            engine, image_files=services["image_files"], config=services["configuration"], logger=logger
+        ),
+        image_records=PostgresImageRecordStorage(engine),
+        model_relationship_records=PostgresModelRelationshipRecordStorage(engine),
+        session_queue=PostgresSessionQueue(engine),
+        style_preset_records=PostgresStylePresetRecordsStorage(engine),
+        system_prompt_records=PostgresSystemPromptRecordsStorage(engine),
+        users=UserServicePostgres(engine),
+        video_records=PostgresVideoRecordStorage(engine),
+        workflow_records=PostgresWorkflowRecordsStorage(engine),
+    )
+    logger.info("saas mode: InvokeAI services on PostgreSQL")
 
 
 @hookimpl
@@ -27,3 +85,12 @@ def saas_health_probes(saas_config: SaasSettings, services: Any) -> list[Backend
         return f"PostgreSQL {str(version).split()[0]}"
 
     return [BackendProbe("database", "postgres", check)]
+
+
+@hookimpl
+def saas_shutdown(saas_config: SaasSettings, logger: Logger) -> None:
+    if saas_config.database_url is None:
+        return
+    from invokeai_saas.db.engine import dispose_engines
+
+    dispose_engines()

@@ -1,0 +1,25 @@
+"""What the database-facing subcommands share: finding the database URL the server would use."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from invokeai_saas.config import SaasConfigError, load_settings
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", "-r", help="InvokeAI root holding saas.yaml (default: $INVOKEAI_ROOT)")
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: from the saas settings)")
+
+
+def database_url(args: argparse.Namespace) -> str:
+    """``--database-url``, else the saas settings (environment, then saas.yaml in ``--root``)."""
+    if getattr(args, "database_url", None):
+        return str(args.database_url)
+    root = args.root or os.environ.get("INVOKEAI_ROOT")
+    settings = load_settings(Path(root) / "invokeai.yaml" if root else None)
+    if settings.database_url is None:
+        raise SaasConfigError("no database configured; set INVOKEAI_SAAS_DATABASE_URL or pass --database-url")
+    return settings.database_url

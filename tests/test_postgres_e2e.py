@@ -1,0 +1,111 @@
+"""Two real ``invokeai-web`` processes in saas mode sharing one PostgreSQL database."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from PIL import Image
+
+from invokeai_saas.devstack import LocalStack
+from invokeai_saas.devstack.group import start_together
+from invokeai_saas.devstack.web import InvokeAIWebServer
+from tests.support.databases import migrate_url
+from tests.support.invokeai import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_ENV, add_graph_batch, admin_token
+
+
+@pytest.fixture(scope="module")
+def pair(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InvokeAIWebServer, ...]]:
+    migrate_url(str(stack.saas_settings()["database_url"]))
+    settings = {"enabled": True, **stack.saas_settings()}
+    servers = tuple(
+        InvokeAIWebServer(tmp_path_factory.mktemp(f"pg-e2e-{i}"), saas_settings=settings, env=dict(TEST_ENV))
+        for i in range(2)
+    )
+    start_together(list(servers), timeout=240)
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop(timeout=30)
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_user_and_token_work_on_both(pair: tuple[InvokeAIWebServer, ...]) -> None:
+    a, b = pair
+    token_from_a = admin_token(a.url)  # first-admin setup happens on A
+    status_b = httpx.get(f"{b.url}/api/v1/auth/status", timeout=30).json()
+    assert status_b["setup_required"] is False
+    me = httpx.get(f"{b.url}/api/v1/auth/me", headers={"Authorization": f"Bearer {token_from_a}"}, timeout=30)
+    assert me.status_code == 200 and me.json()["email"] == ADMIN_EMAIL
+    login_b = httpx.post(
+        f"{b.url}/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}, timeout=30
+    )
+    assert login_b.status_code == 200
+    me_a = httpx.get(f"{a.url}/api/v1/auth/me", headers={"Authorization": f"Bearer {login_b.json()['token']}"})
+    assert me_a.status_code == 200
+
+
+def test_image_uploaded_on_one_lists_on_the_other(pair: tuple[InvokeAIWebServer, ...]) -> None:
+    a, b = pair
+    headers = {"Authorization": f"Bearer {admin_token(a.url)}"}
+    r = httpx.post(
+        f"{a.url}/api/v1/images/upload",
+        params={"image_category": "user", "is_intermediate": "false"},
+        files={"file": ("red.png", _png(), "image/png")},
+        headers=headers,
+        timeout=60,
+    )
+    assert r.status_code in (200, 201), r.text
+    name = r.json()["image_name"]
+    listed = httpx.get(
+        f"{b.url}/api/v1/images/", params={"categories": "user", "limit": 50}, headers=headers, timeout=30
+    )
+    assert listed.status_code == 200
+    assert name in [item["image_name"] for item in listed.json()["items"]]
+    dto_b = httpx.get(f"{b.url}/api/v1/images/i/{name}", headers=headers, timeout=30)
+    assert dto_b.status_code == 200 and dto_b.json()["width"] == 8
+
+
+def test_batch_enqueued_on_one_runs_and_reads_the_same_on_both(pair: tuple[InvokeAIWebServer, ...]) -> None:
+    a, b = pair
+    headers = {"Authorization": f"Bearer {admin_token(a.url)}"}
+    r = httpx.post(f"{a.url}/api/v1/queue/default/enqueue_batch", json=add_graph_batch(), headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    batch_id = r.json()["batch"]["batch_id"]
+    deadline = time.monotonic() + 60
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{b.url}/api/v1/queue/default/b/{batch_id}/status", headers=headers, timeout=30).json()
+        if status.get("completed") == 1:
+            break
+        time.sleep(0.3)
+    assert status.get("completed") == 1, status
+    status_a = httpx.get(f"{a.url}/api/v1/queue/default/b/{batch_id}/status", headers=headers, timeout=30).json()
+    assert status_a == status
+
+
+def test_no_sqlite_file_anywhere(pair: tuple[InvokeAIWebServer, ...]) -> None:
+    for server in pair:
+        leftovers = [p for p in server.root.rglob("*") if p.suffix in (".db", ".db-wal", ".db-shm", ".sqlite")]
+        assert leftovers == []
+
+
+def test_orphaned_model_scan_works_on_postgres(pair: tuple[InvokeAIWebServer, ...]) -> None:
+    """Upstream's orphaned-model routes read model configs through the store's SQLite handle."""
+    a, _ = pair
+    headers = {"Authorization": f"Bearer {admin_token(a.url)}"}
+    orphan = a.root / "models" / "saas-orphan"
+    orphan.mkdir(parents=True, exist_ok=True)
+    (orphan / "weights.safetensors").write_bytes(b"\0" * 16)
+    r = httpx.get(f"{a.url}/api/v2/models/sync/orphaned", headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    assert "saas-orphan" in r.text
