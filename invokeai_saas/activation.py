@@ -112,8 +112,12 @@ def _on_api_app_imported(module: ModuleType) -> None:
     runtime = _activate()
     if runtime is None:
         return
-    from invokeai_saas.patches import api_app_gzip, api_app_routes
+    from invokeai_saas.patches import api_app_gzip, api_app_route_overrides, api_app_routes
 
     routers = [r for rs in runtime.plugin_manager.hook.saas_routers(saas_config=runtime.settings) for r in rs or []]
     api_app_routes.apply(module.app, routers)
+    overrides = [
+        r for rs in runtime.plugin_manager.hook.saas_route_overrides(saas_config=runtime.settings) for r in rs or []
+    ]
+    api_app_route_overrides.apply(module.app, overrides)
     api_app_gzip.apply(module)

@@ -109,3 +109,61 @@ def test_orphaned_model_scan_works_on_postgres(pair: tuple[InvokeAIWebServer, ..
     r = httpx.get(f"{a.url}/api/v2/models/sync/orphaned", headers=headers, timeout=60)
     assert r.status_code == 200, r.text
     assert "saas-orphan" in r.text
+
+
+def _other_user_headers(base_url: str, admin_headers: dict[str, str]) -> dict[str, str]:
+    email, password = "other@example.com", "Other-user-password-42"
+    httpx.post(
+        f"{base_url}/api/v1/auth/users",
+        json={"email": email, "display_name": "Other", "password": password},
+        headers=admin_headers,
+        timeout=30,
+    )
+    r = httpx.post(f"{base_url}/api/v1/auth/login", json={"email": email, "password": password}, timeout=30)
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def test_batched_images_by_names_keeps_tenants_apart(pair: tuple[InvokeAIWebServer, ...]) -> None:
+    a, b = pair
+    admin = {"Authorization": f"Bearer {admin_token(a.url)}"}
+    other = _other_user_headers(a.url, admin)
+    r = httpx.post(
+        f"{a.url}/api/v1/images/upload",
+        params={"image_category": "user", "is_intermediate": "false"},
+        files={"file": ("private.png", _png(), "image/png")},
+        headers=admin,
+        timeout=60,
+    )
+    name = r.json()["image_name"]
+    body = {"image_names": [name, "no-such-image.png", name]}
+    as_admin = httpx.post(f"{b.url}/api/v1/images/images_by_names", json=body, headers=admin, timeout=30)
+    assert [d["image_name"] for d in as_admin.json()] == [name, name]  # input order, missing skipped
+    as_other = httpx.post(f"{b.url}/api/v1/images/images_by_names", json=body, headers=other, timeout=30)
+    assert as_other.status_code == 200 and as_other.json() == []
+    assert httpx.get(f"{b.url}/api/v1/images/i/{name}", headers=other, timeout=30).status_code == 403
+
+    # On a public board the image becomes readable to others, as in stock.
+    board = httpx.post(f"{a.url}/api/v1/boards/", params={"board_name": "public"}, headers=admin, timeout=30).json()[
+        "board_id"
+    ]
+    r = httpx.patch(f"{a.url}/api/v1/boards/{board}", json={"board_visibility": "public"}, headers=admin, timeout=30)
+    assert r.status_code in (200, 201), r.text
+    r = httpx.post(
+        f"{a.url}/api/v1/board_images/", json={"board_id": board, "image_name": name}, headers=admin, timeout=30
+    )
+    assert r.status_code in (200, 201), r.text
+    as_other = httpx.post(f"{b.url}/api/v1/images/images_by_names", json=body, headers=other, timeout=30).json()
+    assert [d["image_name"] for d in as_other] == [name, name] and as_other[0]["board_id"] == board
+
+
+def test_batched_workflow_list_matches_stock_shape(pair: tuple[InvokeAIWebServer, ...]) -> None:
+    a, _ = pair
+    admin = {"Authorization": f"Bearer {admin_token(a.url)}"}
+    page = httpx.get(f"{a.url}/api/v1/workflows/", params={"page": 0, "per_page": 5}, headers=admin, timeout=30)
+    assert page.status_code == 200
+    body = page.json()
+    assert len(body["items"]) == 5 and body["total"] >= 5 and body["per_page"] == 5
+    for item in body["items"]:
+        assert item["category"] == "default" and "call_saved_workflow_compatibility" in item
+        assert item["thumbnail_url"] is None or item["thumbnail_url"].startswith("api/v1/workflows/i/")

@@ -56,6 +56,16 @@ def saas_routers(saas_config: SaasSettings) -> list[APIRouter]:
 
 
 @hookspec
+def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
+    """Return routers whose routes replace stock routes with the same path and methods, in place.
+
+    For answering a stock route differently under the same contract (e.g. in fewer queries); the
+    overriding route keeps the stock operation id, parameters and response model. A route without a
+    stock counterpart is an error: add new routes with ``saas_routers``.
+    """
+
+
+@hookspec
 def saas_health_probes(saas_config: SaasSettings, services: InvocationServices | None) -> list[BackendProbe]:
     """Return probes for the backends this plugin provides (``database``, ``object_store``, ``queue``,
     ``events``, ``billing``). When several plugins probe the same backend, the one called last wins.

@@ -1,8 +1,10 @@
 """The postgres plugin: active when ``database_url`` is set.
 
-Swaps every DB-backed InvokeAI service for its PostgreSQL implementation (the model records and app
-settings are constructed on PostgreSQL earlier, by ``patches.api_dependencies_database``, because
-stock uses them before the swap hook runs), and provides the database health probe.
+Swaps every DB-backed InvokeAI service for its PostgreSQL implementation, the image and video services
+for subclasses that list without a query per row, and the ``images_by_names`` and workflow list routes for batched ones.
+The model records and app settings are constructed on PostgreSQL earlier, by
+``patches.api_dependencies_database``, because stock uses them before the swap hook runs. Also
+provides the database health probe.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from logging import Logger
 from typing import Any
 
+from fastapi import APIRouter
 from sqlalchemy import text
 
 from invokeai_saas.config import SaasSettings
@@ -37,6 +40,7 @@ def saas_swap_services(
     from invokeai_saas.services.gallery.gallery_postgres import PostgresGalleryService
     from invokeai_saas.services.image_moves.image_moves_postgres import PostgresImageMoveService
     from invokeai_saas.services.image_records.image_records_postgres import PostgresImageRecordStorage
+    from invokeai_saas.services.images.images_batched import BatchedImageService
     from invokeai_saas.services.model_relationship_records.model_relationship_records_postgres import (
         PostgresModelRelationshipRecordStorage,
     )
@@ -49,10 +53,17 @@ def saas_swap_services(
     )
     from invokeai_saas.services.users.users_postgres import UserServicePostgres
     from invokeai_saas.services.video_records.video_records_postgres import PostgresVideoRecordStorage
+    from invokeai_saas.services.videos.videos_batched import BatchedVideoService
     from invokeai_saas.services.workflow_records.workflow_records_postgres import PostgresWorkflowRecordsStorage
+    from invokeai_saas.services.workflow_thumbnails.workflow_thumbnails_record_aware import (
+        RecordAwareWorkflowThumbnailFileStorage,
+    )
 
     engine = get_engine(saas_config)
     services.update(
+        images=BatchedImageService(),
+        workflow_thumbnails=RecordAwareWorkflowThumbnailFileStorage(invokeai_config.workflow_thumbnails_path),
+        videos=BatchedVideoService(),
         board_image_records=PostgresBoardImageRecordStorage(engine),
         board_records=PostgresBoardRecordStorage(engine),
         board_video_records=PostgresBoardVideoRecordStorage(engine),
@@ -71,6 +82,16 @@ def saas_swap_services(
         workflow_records=PostgresWorkflowRecordsStorage(engine),
     )
     logger.info("saas mode: InvokeAI services on PostgreSQL")
+
+
+@hookimpl
+def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
+    if saas_config.database_url is None:
+        return []
+    from invokeai_saas.routes.images_by_names import images_by_names_router
+    from invokeai_saas.routes.list_workflows import list_workflows_router
+
+    return [images_by_names_router, list_workflows_router]
 
 
 @hookimpl

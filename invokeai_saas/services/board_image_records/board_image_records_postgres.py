@@ -17,11 +17,12 @@ from invokeai.app.services.image_records.image_records_common import (
     deserialize_image_record,
 )
 from invokeai.app.services.shared.pagination import OffsetPaginatedResults
-from sqlalchemy import Engine, Row, delete, exists, false, func, select
+from sqlalchemy import Engine, Row, any_, delete, exists, false, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from invokeai_saas.db.convert import stock_ms
 from invokeai_saas.db.tables import board_images, images
+from invokeai_saas.services.image_records.media_sql import text_array
 
 
 def _stock_image_values(row: Row[Any]) -> dict[str, Any]:
@@ -116,6 +117,19 @@ class PostgresBoardImageRecordStorage(BoardImageRecordStorageBase):
             return conn.execute(
                 select(board_images.c.board_id).where(board_images.c.image_name == image_name)
             ).scalar_one_or_none()
+
+    def get_boards_for_images(self, image_names: list[str]) -> dict[str, str]:
+        """The board of each image that has one, in one statement: lets image lists build their DTOs without a
+        query per image (stock's ``ImageService.get_many`` asks ``get_board_for_image`` once per row)."""
+        if not image_names:
+            return {}
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(board_images.c.image_name, board_images.c.board_id).where(
+                    board_images.c.image_name == any_(text_array(image_names))
+                )
+            )
+            return {name: board for name, board in rows}
 
     def get_image_count_for_board(self, board_id: str) -> int:
         """Non-intermediate images of the board in the gallery's image categories (``general``)."""

@@ -1,0 +1,49 @@
+"""No N+1: every list route sends the same number of SQL statements whatever the page size, counted inside
+a real InvokeAI app in saas mode on PostgreSQL (all routers and services real; see support/route_sql_counts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from invokeai_saas.config import write_settings
+from invokeai_saas.devstack import PostgresServer
+from tests.support.databases import fresh_database
+from tests.support.invokeai import TEST_ENV
+
+REPO = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def counts(
+    postgres: PostgresServer, pg_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[int]]:
+    root = tmp_path_factory.mktemp("route-counts")
+    with fresh_database(postgres, pg_template) as engine:
+        write_settings(
+            root / "saas.yaml", {"enabled": True, "database_url": engine.url.render_as_string(hide_password=False)}
+        )
+        env = {**os.environ, **TEST_ENV, "PYTHONPATH": str(REPO)}
+        r = subprocess.run(
+            [sys.executable, "-m", "tests.support.route_sql_counts", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=400,
+            env=env,
+            cwd=REPO,
+        )
+    lines = [line for line in r.stdout.splitlines() if line.startswith("ROUTE_SQL_COUNTS ")]
+    assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-3000:]
+    return json.loads(lines[-1].split(" ", 1)[1])
+
+
+@pytest.mark.parametrize("route", ["images", "images_by_names", "boards", "videos", "workflows", "queue_items"])
+def test_list_route_is_bounded(counts: dict[str, list[int]], route: str) -> None:
+    small, large = counts[route]
+    assert small == large, f"{route}: {small} statements for 5 items, {large} for 40"
+    assert large <= 6, f"{route}: {large} statements"
