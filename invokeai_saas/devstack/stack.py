@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from invokeai_saas.devstack.group import start_together
 from invokeai_saas.devstack.pg_server import PostgresServer
 from invokeai_saas.devstack.process import ManagedServer
 from invokeai_saas.devstack.redis_server import RedisServer
@@ -62,21 +62,9 @@ class LocalStack:
         to report. Then all processes are launched before any is waited for, so their boot times overlap. If one
         fails, the ones already started are stopped and the error is re-raised.
         """
-        servers = list(self.servers.values())
-        for server in servers:
-            server.check_prerequisites()
-        for server in servers:
-            server.check_ports()
-        deadline = time.monotonic() + timeout
-        launched: list[ManagedServer] = []
+        launched = [server for server in self.servers.values() if not server.is_running()]
+        start_together(launched, timeout)
         try:
-            for server in servers:
-                if server.is_running():
-                    continue
-                launched.append(server)
-                server._launch(deadline)
-            for server in launched:
-                server._await_ready(deadline, timeout)
             self.s3.ensure_bucket(S3_BUCKET)
         except BaseException:
             for server in reversed(launched):
