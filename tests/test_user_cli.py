@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from invokeai_saas.services.users.users_postgres import UserServicePostgres
 from sqlalchemy import Engine
+
+from invokeai_saas.services.users.users_postgres import UserServicePostgres
 
 CLI = str(Path(sys.executable).parent / "invokeai-saas")
 PASSWORD = "Str0ng-enough-password"
