@@ -296,11 +296,15 @@ def test_stop_cleans_up_and_restart_keeps_data(stack: LocalStack, stack_dir: Pat
     customer = stack.stripe.client().v1.customers.create(params={"description": marker})  # type: ignore[attr-defined]
 
     pids, ports = _stack_pids(stack), _stack_ports(stack)
+    # Other session fixtures (a whole-suite run) may have servers of their own under this pytest process.
+    stack_tree = set(pids).union(*(_descendants(pid) for pid in pids))
+    unrelated = _descendants(os.getpid()) - stack_tree
     stack.stop()
     stack.stop()  # idempotent
     assert not stack.is_running()
     assert not {pid for pid in pids if _alive(pid)}
-    assert not {pid for pid in _descendants(os.getpid()) if _alive(pid)}, "a child process outlived stop()"
+    leftovers = {pid for pid in _descendants(os.getpid()) if _alive(pid)} - unrelated
+    assert not leftovers, "a child process outlived stop()"
     assert _wait_ports_free(ports, timeout=10) == []
     assert not [path for port in ports for path in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock")]
 
