@@ -83,11 +83,10 @@ def test_memberships_follow_deletes(backend: Backend, service: Service, boards: 
     assert service.get_all_board_image_names_for_board("none", None, None) == ["two.png"]
 
 
+@pytest.mark.postgres_only
 def test_concurrent_adds_leave_one_membership(backend: Backend, service: Service, boards: tuple[str, str]) -> None:
     """Stock serialises writers with a process-wide lock; here concurrent adds of one image (from any number
     of processes) must still leave exactly one membership, on one of the boards."""
-    if not backend.is_postgres:
-        pytest.skip("the SQLite service is single-process by design")
     add_image(backend, "contested.png")
     targets = [boards[n % 2] for n in range(40)]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -337,9 +336,8 @@ def test_moving_an_image_refreshes_its_membership_time_unlike_stock(
 # --- statement counts (PostgreSQL only) ---------------------------------------------------------------------
 
 
+@pytest.mark.postgres_only
 def test_lists_run_a_bounded_number_of_statements(backend: Backend, service: Service, boards: tuple[str, str]) -> None:
-    if not backend.is_postgres:
-        pytest.skip("statement counting applies to the PostgreSQL implementation")
     a, b = boards
     for number in range(30):
         add_image(backend, f"{number:02}.png")

@@ -445,11 +445,10 @@ def test_empty_lists(service: BoardRecordStorageBase) -> None:
 # --- statement counts (PostgreSQL only) -------------------------------------------------------------------
 
 
+@pytest.mark.postgres_only
 def test_lists_run_a_bounded_number_of_statements(
     backend: Backend, service: BoardRecordStorageBase, landscape: dict[str, str]
 ) -> None:
-    if not backend.is_postgres:
-        pytest.skip("statement counting applies to the PostgreSQL implementation")
     for number in range(20):
         service.save(f"extra {number}", "alice")
     for is_admin in (False, True):
@@ -465,13 +464,12 @@ def test_lists_run_a_bounded_number_of_statements(
         assert log.count == 1
 
 
+@pytest.mark.postgres_only
 def test_name_order_does_not_depend_on_the_database_collation(
     backend: Backend, service: BoardRecordStorageBase
 ) -> None:
     """Production databases usually default to a linguistic collation (``en_US.UTF-8``), unlike the test
     server's C locale: give ``board_name`` one and check the orders still match stock's."""
-    if not backend.is_postgres:
-        pytest.skip("collations are a PostgreSQL matter")
     collation = scalar(
         backend,
         "SELECT collname FROM pg_collation WHERE collname IN ('und-x-icu', 'en-x-icu', 'en_US.utf8', 'en_US') "

@@ -181,11 +181,10 @@ def test_video_count(service: BoardVideoRecordStorageBase, library: None, boards
     assert service.get_video_count_for_board(b) == 1
 
 
+@pytest.mark.postgres_only
 def test_lists_run_a_bounded_number_of_statements(
     backend: Backend, service: BoardVideoRecordStorageBase, boards: tuple[str, str]
 ) -> None:
-    if not backend.is_postgres:
-        pytest.skip("statement counting applies to the PostgreSQL implementation")
     a, b = boards
     for number in range(30):
         add_video(backend, f"{number:02}.mp4")

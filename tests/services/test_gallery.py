@@ -426,9 +426,8 @@ def test_board_summary_cover_tie_within_one_millisecond(service: GalleryServiceA
 # --- PostgreSQL only ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_only
 def test_statement_counts_are_bounded(service: GalleryServiceABC, world: World, backend: Backend) -> None:
-    if not backend.is_postgres:
-        pytest.skip("statement counting is about the PostgreSQL implementation")
     for call in (
         lambda size: service.list_items(limit=size),
         lambda size: service.list_items(limit=size, offset=100),  # empty page: the total still comes along
@@ -448,8 +447,6 @@ def test_statement_counts_are_bounded(service: GalleryServiceABC, world: World, 
 @pytest.fixture()
 def far_east_engine(backend: Backend) -> Iterator[object]:
     """The same database through sessions whose TimeZone is UTC+14, to prove nothing depends on it."""
-    if not backend.is_postgres:
-        pytest.skip("session time zones are a PostgreSQL concern")
     engine = create_engine(backend.engine.url, connect_args={"options": "-c TimeZone=Pacific/Kiritimati"})
     try:
         yield engine
@@ -457,6 +454,7 @@ def far_east_engine(backend: Backend) -> Iterator[object]:
         engine.dispose()
 
 
+@pytest.mark.postgres_only
 def test_results_do_not_depend_on_session_time_zone(
     service: GalleryServiceABC, world: World, backend: Backend, far_east_engine: object
 ) -> None:

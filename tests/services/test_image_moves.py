@@ -540,6 +540,7 @@ def _postgres_only(env: Env) -> PostgresImageMoveService:
     return env.service
 
 
+@pytest.mark.postgres_only
 def test_every_sql_touching_method_is_overridden(env: Env) -> None:
     service = _postgres_only(env)
     touching = {
@@ -554,6 +555,7 @@ def test_every_sql_touching_method_is_overridden(env: Env) -> None:
         service._db.transaction()
 
 
+@pytest.mark.postgres_only
 def test_list_like_reads_run_bounded_statements(env: Env) -> None:
     service = _postgres_only(env)
     for i in range(6):
@@ -605,6 +607,7 @@ def _join(thread: threading.Thread) -> None:
     assert not thread.is_alive()
 
 
+@pytest.mark.postgres_only
 def test_mutation_lock_spans_processes(env: Env) -> None:
     """A create/delete unit in one process holds off a move cycle in another; units do not block each other."""
     service = _postgres_only(env)
@@ -624,6 +627,7 @@ def test_mutation_lock_spans_processes(env: Env) -> None:
     assert env.subfolder("a.png") == "2024/02/03"
 
 
+@pytest.mark.postgres_only
 def test_mutation_lock_is_released_after_an_error(env: Env) -> None:
     service = _postgres_only(env)
     with pytest.raises(RuntimeError, match="inside"):
@@ -635,6 +639,7 @@ def test_mutation_lock_is_released_after_an_error(env: Env) -> None:
     assert service._mutation_lock_conn is None and service._mutation_lock_depth == 0
 
 
+@pytest.mark.postgres_only
 def test_only_one_of_two_concurrent_job_creations_wins(env: Env) -> None:
     service = _postgres_only(env)
     other = env.new_service()
@@ -657,6 +662,7 @@ def test_only_one_of_two_concurrent_job_creations_wins(env: Env) -> None:
     assert len(env.job_states()) == 1
 
 
+@pytest.mark.postgres_only
 def test_recovery_skips_a_job_another_process_finished_meanwhile(env: Env) -> None:
     service = _postgres_only(env)
     other = env.new_service()

@@ -129,9 +129,8 @@ def test_restart_restores_the_defaults_and_keeps_user_presets(
         assert not {r.id for r in after} & {r.id for r in before}
 
 
+@pytest.mark.postgres_only
 def test_processes_starting_together_sync_once(backend: Backend) -> None:
-    if not backend.is_postgres:
-        pytest.skip("stock relies on one process owning its SQLite file")
     errors: list[BaseException] = []
     barrier = threading.Barrier(4)
 
@@ -255,11 +254,10 @@ def test_get_many_visibility_type_and_order(service: StylePresetRecordsStorageBa
     assert service.get_many(type=USER) == ordered([made["Apple"], made["Zebra"]])
 
 
+@pytest.mark.postgres_only
 def test_list_methods_run_a_bounded_number_of_statements(
     backend: Backend, service: StylePresetRecordsStorageBase
 ) -> None:
-    if not backend.is_postgres:
-        pytest.skip("statement counting is for the PostgreSQL implementation")
     counts: dict[str, list[int]] = {"create_many": [], "get_many": []}
     for size in (2, 40):
         with count_statements(backend.engine) as log:

@@ -180,9 +180,8 @@ def test_get_many_visibility_and_order(service: SystemPromptRecordsStorageBase) 
     assert service.get_many(user_id="nobody") == ordered(seeded + [made["Apple"], made["éclair"]])
 
 
+@pytest.mark.postgres_only
 def test_get_many_runs_one_statement(backend: Backend, service: SystemPromptRecordsStorageBase) -> None:
-    if not backend.is_postgres:
-        pytest.skip("statement counting is for the PostgreSQL implementation")
     counts = []
     for size in (1, 30):
         for i in range(size):

@@ -231,10 +231,9 @@ def test_restart_is_idempotent_and_repairs_the_defaults(backend: Backend, servic
     assert sorted(ids(listed(service, categories=[DEFAULT]))) == [w.id for w in shipped]
 
 
+@pytest.mark.postgres_only
 def test_processes_starting_together_sync_once(backend: Backend) -> None:
     """Several API processes start at once against one database: the defaults end up there exactly once."""
-    if not backend.is_postgres:
-        pytest.skip("stock relies on one process owning its SQLite file")
     errors: list[BaseException] = []
     barrier = threading.Barrier(4)
 
@@ -633,9 +632,8 @@ def test_get_all_tags(service: WorkflowRecordsStorageBase) -> None:
 # -- statement counts -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_only
 def test_list_methods_run_a_bounded_number_of_statements(backend: Backend, service: WorkflowRecordsStorageBase) -> None:
-    if not backend.is_postgres:
-        pytest.skip("statement counting is for the PostgreSQL implementation")
     for i in range(12):
         service.create(make_workflow(f"wf {i}", tags=f"t{i}, common"), user_id="alice")
     counts: dict[str, list[int]] = {}
