@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from invokeai_saas.db import migrate
 from invokeai_saas.devstack import LocalStack, PostgresServer, make_temp_data_dir
 from invokeai_saas.devstack.web import InvokeAIWebServer
-from tests.support.databases import build_template, fresh_database, migrate_url, stock_sqlite_database
+from tests.support.databases import build_template, fresh_database, stock_sqlite_database
 from tests.support.invokeai import ENTRY_POINT_PLUGIN_DIR, TEST_ENV
 
 os.environ.update(TEST_ENV)
@@ -36,7 +37,7 @@ def saas_web(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """Stock ``invokeai-web`` in saas mode on the local stack, with a third-party plugin installed the way a
     real distribution is (a .dist-info with an ``invokeai_saas`` entry point on the import path)."""
     root = tmp_path_factory.mktemp("saas-root")
-    migrate_url(str(stack.saas_settings()["database_url"]))
+    migrate.upgrade_url(str(stack.saas_settings()["database_url"]))
     pythonpath = os.pathsep.join(filter(None, [str(ENTRY_POINT_PLUGIN_DIR), os.environ.get("PYTHONPATH")]))
     web = InvokeAIWebServer(
         root,

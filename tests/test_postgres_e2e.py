@@ -10,16 +10,16 @@ import httpx
 import pytest
 from PIL import Image
 
+from invokeai_saas.db import migrate
 from invokeai_saas.devstack import LocalStack
 from invokeai_saas.devstack.group import start_together
 from invokeai_saas.devstack.web import InvokeAIWebServer
-from tests.support.databases import migrate_url
 from tests.support.invokeai import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_ENV, add_graph_batch, admin_token
 
 
 @pytest.fixture(scope="module")
 def pair(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InvokeAIWebServer, ...]]:
-    migrate_url(str(stack.saas_settings()["database_url"]))
+    migrate.upgrade_url(str(stack.saas_settings()["database_url"]))
     settings = {"enabled": True, **stack.saas_settings()}
     servers = tuple(
         InvokeAIWebServer(tmp_path_factory.mktemp(f"pg-e2e-{i}"), saas_settings=settings, env=dict(TEST_ENV))

@@ -6,7 +6,11 @@ import argparse
 import os
 from pathlib import Path
 
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import SQLAlchemyError
+
 from invokeai_saas.config import SaasConfigError, load_settings
+from invokeai_saas.db.engine import sync_url
 
 
 def add_database_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,3 +27,13 @@ def database_url(args: argparse.Namespace) -> str:
     if settings.database_url is None:
         raise SaasConfigError("no database configured; set INVOKEAI_SAAS_DATABASE_URL or pass --database-url")
     return settings.database_url
+
+
+def command_engine(args: argparse.Namespace) -> Engine:
+    """The engine for one command run, with a connect timeout so a dead server fails fast."""
+    return create_engine(sync_url(database_url(args)), connect_args={"connect_timeout": 10})
+
+
+def database_error_reason(error: SQLAlchemyError) -> str:
+    """The driver's own first line (refused, authentication failed...), without SQLAlchemy's traceback text."""
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]

@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from invokeai_saas.commands.common import add_database_arguments, database_url
+from invokeai_saas.commands.common import add_database_arguments, command_engine, database_error_reason
 from invokeai_saas.config import SaasConfigError
 from invokeai_saas.db import migrate
-from invokeai_saas.db.engine import sync_url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        engine = create_engine(sync_url(database_url(args)), connect_args={"connect_timeout": 10})
+        engine = command_engine(args)
         if args.db_action == "upgrade":
             migrate.upgrade(engine, args.revision)
             print(f"database at revision {migrate.current_revision(engine)}")
@@ -48,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except SQLAlchemyError as e:
         # The driver's message names the problem (refused, auth failed) without a traceback.
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        reason = database_error_reason(e)
         print(f"invokeai-saas db: database error: {reason}", file=sys.stderr)
         return 1
     return 0

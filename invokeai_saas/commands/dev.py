@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from invokeai_saas.db import migrate
 from invokeai_saas.devstack import DevStackError, LocalStack
 from invokeai_saas.devstack.web import InvokeAIWebServer
 
@@ -54,19 +55,6 @@ def _admin_line(url: str) -> str:
     return f"  sign in as: {status.get('admin_email') or 'your administrator account'}"
 
 
-def _migrate(database_url: str) -> None:
-    """Bring the dev database to the latest schema: on a developer's box that is always what is wanted."""
-    from sqlalchemy import create_engine
-
-    from invokeai_saas.db import migrate
-
-    engine = create_engine(database_url)
-    try:
-        migrate.upgrade(engine)
-    finally:
-        engine.dispose()
-
-
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).absolute()
     ports = {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS}
@@ -78,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         web.check_ports()
         print(f"invokeai-saas dev: starting PostgreSQL, Redis, S3, SQS and Stripe stand-in in {data_dir}", flush=True)
         stack.start()
-        _migrate(str(stack.saas_settings()["database_url"]))
+        # On a developer's box the latest schema is always what is wanted.
+        migrate.upgrade_url(str(stack.saas_settings()["database_url"]))
         web.saas_settings = {"enabled": True, **stack.saas_settings()}
         print("invokeai-saas dev: starting invokeai-web in saas mode (first start takes a minute)", flush=True)
         web.start(timeout=args.startup_timeout)

@@ -15,12 +15,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from invokeai_saas.commands.common import add_database_arguments, database_url
+from invokeai_saas.commands.common import add_database_arguments, command_engine, database_error_reason
 from invokeai_saas.config import SaasConfigError
-from invokeai_saas.db.engine import sync_url
 
 if TYPE_CHECKING:  # InvokeAI is imported only when a user command actually runs, keeping --help fast
     from invokeai.app.services.users.users_base import UserServiceBase
@@ -175,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     from invokeai_saas.services.users.users_postgres import UserServicePostgres
 
     try:
-        engine = create_engine(sync_url(database_url(args)), connect_args={"connect_timeout": 10})
+        engine = command_engine(args)
         try:
             ACTIONS[args.user_action](UserServicePostgres(engine), args)
         finally:
@@ -184,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"invokeai-saas user: {e}", file=sys.stderr)
         return 1
     except SQLAlchemyError as e:
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        reason = database_error_reason(e)
         print(f"invokeai-saas user: database error: {reason}", file=sys.stderr)
         return 1
     return 0

@@ -39,6 +39,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     _run(engine, "upgrade", revision)
 
 
+def upgrade_url(url: str) -> None:
+    """Upgrade the database at ``url`` to head with a short-lived engine (dev command, tests, tools)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 def downgrade(engine: Engine, revision: str) -> None:
     _run(engine, "downgrade", revision)
 

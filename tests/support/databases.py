@@ -43,23 +43,10 @@ def drop_database(pg: PostgresServer, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def migrate_url(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        migrate.upgrade(engine)
-    finally:
-        engine.dispose()
-
-
 def build_template(pg: PostgresServer) -> str:
     """Create and migrate the template database once per test session."""
     drop_database(pg, TEMPLATE_DB)
-    url = create_database(pg, TEMPLATE_DB)
-    engine = create_engine(url)
-    try:
-        migrate.upgrade(engine)
-    finally:
-        engine.dispose()
+    migrate.upgrade_url(create_database(pg, TEMPLATE_DB))
     return TEMPLATE_DB
 
 
