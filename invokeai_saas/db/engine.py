@@ -46,3 +46,16 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+def autocommit_reads(engine: Engine) -> Engine:
+    """The same pool, handing out connections in autocommit mode: for reads only.
+
+    A read through a plain ``connect()`` costs three round trips (psycopg's implicit ``BEGIN``, the query,
+    and the pool's ``ROLLBACK`` on return); in autocommit it costs one, and the pool's reset finds no open
+    transaction to roll back. Nothing is lost: at PostgreSQL's default READ COMMITTED every statement takes
+    its own snapshot inside a transaction too, so a read-only block sees exactly what it saw before. Blocks
+    that need one snapshot for several statements (REPEATABLE READ) or a lock (``FOR UPDATE``, advisory
+    locks) keep using the engine's transactional connections.
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

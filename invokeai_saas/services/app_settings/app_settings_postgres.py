@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import app_settings
 
 JWT_SECRET_KEY = "jwt_secret"
@@ -22,6 +23,7 @@ class AppSettingsServicePostgres(AppSettingsService):
     def __init__(self, engine: Engine) -> None:
         # Stock's __init__ only keeps its SqliteDatabase; nothing of it is used here.
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def get(self, key: str) -> str | None:
         """The value stored under ``key``, or ``None``.
@@ -30,7 +32,7 @@ class AppSettingsServicePostgres(AppSettingsService):
         this swallows database errors, the only ones the read can raise).
         """
         try:
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 return conn.execute(select(app_settings.c.value).where(app_settings.c.key == key)).scalar_one_or_none()
         except SQLAlchemyError:
             return None

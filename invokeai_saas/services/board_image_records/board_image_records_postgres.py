@@ -21,6 +21,7 @@ from sqlalchemy import Engine, Row, any_, delete, exists, false, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from invokeai_saas.db.convert import stock_ms
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import board_images, images
 from invokeai_saas.services.image_records.media_sql import text_array
 
@@ -38,6 +39,7 @@ class PostgresBoardImageRecordStorage(BoardImageRecordStorageBase):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def add_image_to_board(self, board_id: str, image_name: str) -> None:
         """Put the image on the board, moving it off any board it was on. An unknown board or image violates
@@ -72,7 +74,7 @@ class PostgresBoardImageRecordStorage(BoardImageRecordStorageBase):
             .where(board_images.c.board_id == board_id)
             .order_by(board_images.c.updated_at.desc(), images.c.image_name)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             conn.execution_options(isolation_level="REPEATABLE READ")
             rows = conn.execute(statement).all()
             count = conn.execute(select(func.count()).select_from(images)).scalar_one()
@@ -109,11 +111,11 @@ class PostgresBoardImageRecordStorage(BoardImageRecordStorageBase):
             statement = statement.where(images.c.is_intermediate == is_intermediate)
         if user_id is not None:
             statement = statement.where(images.c.user_id == user_id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return list(conn.execute(statement).scalars())
 
     def get_board_for_image(self, image_name: str) -> str | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(
                 select(board_images.c.board_id).where(board_images.c.image_name == image_name)
             ).scalar_one_or_none()
@@ -123,7 +125,7 @@ class PostgresBoardImageRecordStorage(BoardImageRecordStorageBase):
         query per image (stock's ``ImageService.get_many`` asks ``get_board_for_image`` once per row)."""
         if not image_names:
             return {}
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(board_images.c.image_name, board_images.c.board_id).where(
                     board_images.c.image_name == any_(text_array(image_names))
@@ -149,5 +151,5 @@ class PostgresBoardImageRecordStorage(BoardImageRecordStorageBase):
                 images.c.image_category.in_([c.value for c in set(categories)]),
             )
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(statement).scalar_one()

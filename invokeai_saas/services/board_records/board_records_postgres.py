@@ -48,6 +48,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
 from invokeai_saas.db.convert import stock_ms, stock_seconds
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import boards, shared_boards
 
 # Visibilities that make a board readable by every user (stock's ``IN ('shared', 'public')``).
@@ -105,6 +106,7 @@ class PostgresBoardRecordStorage(BoardRecordStorageBase):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def delete(self, board_id: str) -> None:
         """Board images/videos memberships and shares go with the board (``ON DELETE CASCADE``); the images
@@ -145,7 +147,7 @@ class PostgresBoardRecordStorage(BoardRecordStorageBase):
     def get(self, board_id: str) -> BoardRecord:
         """Database errors propagate untranslated, as in stock: only a missing row means "not found" (callers
         treat not-found as a benign skip, which a failing database must not become)."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = self._get_row(conn, board_id)
         if row is None:
             raise BoardRecordNotFoundException
@@ -199,7 +201,7 @@ class PostgresBoardRecordStorage(BoardRecordStorageBase):
         page = _ordered(select(boards).where(*conditions), order_by, direction, lower=False)
         page = page.limit(limit if limit >= 0 else None).offset(max(offset, 0))
         total = select(func.count()).select_from(boards).where(*conditions)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             conn.execution_options(isolation_level="REPEATABLE READ")
             rows = conn.execute(page).all()
             count = conn.execute(total).scalar_one()
@@ -217,7 +219,7 @@ class PostgresBoardRecordStorage(BoardRecordStorageBase):
         """Every visible board; by name means case-insensitively for ASCII letters (stock's ``LOWER()``)."""
         conditions = _visibility_filter(user_id, is_admin, include_archived)
         statement = _ordered(select(boards).where(*conditions), order_by, direction, lower=True)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).all()
         return [deserialize_board_record(_stock_values(row)) for row in rows]
 

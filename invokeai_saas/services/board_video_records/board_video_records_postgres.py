@@ -11,6 +11,7 @@ from invokeai.app.services.image_records.image_records_common import ImageCatego
 from sqlalchemy import Engine, any_, delete, exists, false, func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import board_videos, videos
 from invokeai_saas.services.image_records.media_sql import text_array
 
@@ -19,6 +20,7 @@ class PostgresBoardVideoRecordStorage(BoardVideoRecordStorageBase):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def add_video_to_board(self, board_id: str, video_name: str) -> None:
         """Put the video on the board, moving it off any board it was on. An unknown board or video violates
@@ -67,11 +69,11 @@ class PostgresBoardVideoRecordStorage(BoardVideoRecordStorageBase):
             statement = statement.where(videos.c.is_intermediate == is_intermediate)
         if user_id is not None:
             statement = statement.where(videos.c.user_id == user_id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return list(conn.execute(statement).scalars())
 
     def get_board_for_video(self, video_name: str) -> str | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(
                 select(board_videos.c.board_id).where(board_videos.c.video_name == video_name)
             ).scalar_one_or_none()
@@ -80,7 +82,7 @@ class PostgresBoardVideoRecordStorage(BoardVideoRecordStorageBase):
         """The board of each video that has one, in one statement (see ``get_boards_for_images``)."""
         if not video_names:
             return {}
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(board_videos.c.video_name, board_videos.c.board_id).where(
                     board_videos.c.video_name == any_(text_array(video_names))
@@ -95,5 +97,5 @@ class PostgresBoardVideoRecordStorage(BoardVideoRecordStorageBase):
             .select_from(board_videos.join(videos, board_videos.c.video_name == videos.c.video_name))
             .where(board_videos.c.board_id == board_id, videos.c.is_intermediate == false())
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(statement).scalar_one()

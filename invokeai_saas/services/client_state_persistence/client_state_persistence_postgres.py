@@ -12,6 +12,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects.postgresql import insert
 
 from invokeai_saas.db.convert import escape_like
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import client_state
 
 
@@ -19,6 +20,7 @@ class ClientStatePersistencePostgres(ClientStatePersistenceABC):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def start(self, invoker: Invoker) -> None:
         self._invoker = invoker
@@ -33,13 +35,13 @@ class ClientStatePersistencePostgres(ClientStatePersistenceABC):
         return value
 
     def get_by_key(self, user_id: str, key: str) -> str | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(
                 select(client_state.c.value).where(client_state.c.user_id == user_id, client_state.c.key == key)
             ).scalar_one_or_none()
 
     def get_keys_by_prefix(self, user_id: str, prefix: str) -> list[str]:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(client_state.c.key)
                 .where(

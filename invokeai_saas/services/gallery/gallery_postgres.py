@@ -67,6 +67,7 @@ from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.sql.selectable import FromClause
 
 from invokeai_saas.db.convert import stock_ms
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import board_images, board_videos, images, videos
 
 _ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -188,6 +189,7 @@ class PostgresGalleryService(GalleryServiceABC):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def start(self, invoker: Invoker) -> None:
         self._invoker = invoker
@@ -227,7 +229,7 @@ class PostgresGalleryService(GalleryServiceABC):
             .select_from(total.outerjoin(page, true()))
             .order_by(*_order_by(page, starred_first, order_dir))
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).all()
 
         urls = self._invoker.services.urls
@@ -317,7 +319,7 @@ class PostgresGalleryService(GalleryServiceABC):
             .select_from(counts.join(covers, covers.c.day == counts.c.day))
             .order_by(counts.c.day.desc())
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).all()
 
         boards: list[VirtualSubBoardDTO] = []
@@ -382,7 +384,7 @@ class PostgresGalleryService(GalleryServiceABC):
             func.max(case((is_cover & is_image, ranked.c.name))).label("cover_image_name"),
             func.max(case((is_cover & (ranked.c.kind == "video"), ranked.c.name))).label("cover_video_name"),
         ).group_by(ranked.c.board_id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).all()
         for row in rows:
             summaries[row.board_id] = BoardMediaSummary(
@@ -403,7 +405,7 @@ class PostgresGalleryService(GalleryServiceABC):
         statement = select(items.c.kind, items.c.name, items.c.starred).order_by(
             *_order_by(items, starred_first, order_dir)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).all()
         starred_count = sum(1 for row in rows if row.starred) if starred_first else 0
         return rows, starred_count

@@ -45,6 +45,7 @@ from sqlalchemy import Connection, Engine, Row, and_, case, false, func, insert,
 from sqlalchemy.sql.elements import ColumnElement
 
 from invokeai_saas.db.convert import utc_naive
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import image_subfolder_move_items as items
 from invokeai_saas.db.tables import image_subfolder_move_jobs as jobs
 from invokeai_saas.db.tables import images
@@ -83,6 +84,7 @@ class PostgresImageMoveService(ImageMoveService):
             db=cast(SqliteDatabase, _NoSqliteDatabase()), image_files=image_files, config=config, logger=logger
         )
         self._engine = engine
+        self._reads = autocommit_reads(engine)
         # The cross-process half of the image-mutation lock. Only the thread holding stock's RLock
         # (``self._image_mutation_lock``) touches these, so they need no lock of their own.
         self._mutation_lock_depth = 0
@@ -189,7 +191,7 @@ class PostgresImageMoveService(ImageMoveService):
         return ImageMoveResult(planned=planned, committed=committed, errors=errors)
 
     def startup_recovery(self) -> ImageMoveResult:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             job_ids = list(
                 conn.execute(select(jobs.c.id).where(jobs.c.state.in_(_ACTIVE_JOB_STATES)).order_by(jobs.c.id))
                 .scalars()
@@ -234,7 +236,7 @@ class PostgresImageMoveService(ImageMoveService):
             .filter(images.c.image_category.not_in(valid_categories))
             .label("bad_category"),
         ).where(images.c.deleted_at.is_(None))
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(statement).one()
         if row.bad_category is not None:
             ImageCategory(row.bad_category)  # raises stock's ValueError
@@ -272,7 +274,7 @@ class PostgresImageMoveService(ImageMoveService):
         )
         if limit >= 0:  # SQLite: a negative LIMIT is no limit
             statement = statement.limit(limit)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).all()
 
         moves: list[PlannedImageMove] = []
@@ -321,7 +323,7 @@ class PostgresImageMoveService(ImageMoveService):
             .select_from(items.join(jobs, jobs.c.id == items.c.job_id))
             .where(items.c.image_name.in_(image_names), jobs.c.state.not_in(_TERMINAL_JOB_STATES))
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return set(conn.execute(statement).scalars())
 
     def _next_image_name(self, last_image_name: str) -> str | None:
@@ -331,7 +333,7 @@ class PostgresImageMoveService(ImageMoveService):
             .order_by(_by_name(images.c.image_name))
             .limit(1)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(statement).scalar_one_or_none()
 
     def _planned(
@@ -453,7 +455,7 @@ class PostgresImageMoveService(ImageMoveService):
         return moved_count
 
     def _count_job_errors(self, job_id: int) -> int:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(
                 select(func.count()).select_from(items).where(items.c.job_id == job_id, items.c.state == "error")
             ).scalar_one()
@@ -482,7 +484,7 @@ class PostgresImageMoveService(ImageMoveService):
             conn.execute(update(items).where(items.c.job_id == job_id).values(state="error", error_message=message))
 
     def get_job(self, job_id: int) -> ImageMoveJob:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(
                 select(jobs.c.id, jobs.c.state, jobs.c.error_message).where(jobs.c.id == job_id)
             ).one_or_none()
@@ -491,7 +493,7 @@ class PostgresImageMoveService(ImageMoveService):
         return self._job(row)
 
     def get_latest_job(self) -> ImageMoveJob | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(
                 select(jobs.c.id, jobs.c.state, jobs.c.error_message).order_by(jobs.c.id.desc()).limit(1)
             ).one_or_none()
@@ -507,7 +509,7 @@ class PostgresImageMoveService(ImageMoveService):
         if not include_terminal:
             conditions.append(items.c.state.not_in(("committed", "error")))
         statement = statement.where(and_(*conditions)).order_by(_by_name(items.c.image_name))
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).all()
         return [
             self._planned(row.image_name, row.old_subfolder, row.new_subfolder, bool(row.is_intermediate))
@@ -519,13 +521,13 @@ class PostgresImageMoveService(ImageMoveService):
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(state=state))
 
     def _get_active_job_id(self) -> int | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             job_id = conn.execute(
                 select(jobs.c.id).where(jobs.c.state.not_in(_TERMINAL_JOB_STATES)).order_by(jobs.c.id).limit(1)
             ).scalar_one_or_none()
         return None if job_id is None else int(job_id)
 
     def _is_job_active(self, job_id: int) -> bool:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             state = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar_one_or_none()
         return state in _ACTIVE_JOB_STATES

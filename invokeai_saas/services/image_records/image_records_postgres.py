@@ -60,6 +60,7 @@ from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.exc import DBAPIError
 
 from invokeai_saas.db.convert import stock_ms
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import board_images, boards, images
 from invokeai_saas.services.image_records.media_sql import (
     created_at_result,
@@ -166,13 +167,14 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def start(self, invoker: Invoker) -> None:
         self._invoker = invoker
 
     def get(self, image_name: str) -> ImageRecord:
         # As stock: a storage error propagates; only a positively absent row is "not found".
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(*_DTO_COLUMNS).where(images.c.image_name == image_name)).first()
         if row is None:
             raise ImageRecordNotFoundException
@@ -201,7 +203,7 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
             .where(images.c.image_name == any_(text_array(image_names)))
         )
         readable: dict[str, tuple[ImageRecord, str | None]] = {}
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             for row in conn.execute(statement):
                 values = row._mapping
                 allowed = (
@@ -213,17 +215,17 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
         return readable
 
     def get_user_id(self, image_name: str) -> str | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(select(images.c.user_id).where(images.c.image_name == image_name)).scalar_one_or_none()
 
     def exists(self, image_name: str) -> bool:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return (
                 conn.execute(select(images.c.image_name).where(images.c.image_name == image_name)).first() is not None
             )
 
     def get_metadata(self, image_name: str) -> MetadataField | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(images.c.metadata).where(images.c.image_name == image_name)).first()
         if row is None:
             raise ImageRecordNotFoundException
@@ -283,7 +285,7 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
             .offset(sqlite_offset(offset))
         )
         total = select(func.count()).select_from(images).where(*conditions)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             rows = conn.execute(page).all()
             count = conn.execute(total).scalar_one()
@@ -309,11 +311,11 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
         statement = select(func.count()).select_from(images).where(images.c.is_intermediate == true())
         if user_id is not None:
             statement = statement.where(images.c.user_id == user_id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return cast(int, conn.execute(statement).scalar_one())
 
     def get_intermediates(self) -> list[tuple[str, str]]:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(images.c.image_name, images.c.image_subfolder).where(images.c.is_intermediate == true())
             ).all()
@@ -414,7 +416,7 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
             .order_by(*_order_by(True, SQLiteDirection.Descending))
             .limit(1)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(statement).first()
         return None if row is None else _to_record(row)
 
@@ -445,7 +447,7 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
             .where(*conditions)
             .order_by(*_order_by(starred_first, order_dir))
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = list(conn.execute(statement).all())
         return _names_result(rows, starred_first)
 
@@ -486,7 +488,7 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
             .join(covers, covers.c.date == counts.c.date)
             .order_by(counts.c.date.desc())
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).all()
         return [
             VirtualSubBoardDTO(
@@ -530,7 +532,7 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
             .where(*conditions)
             .order_by(*_order_by(starred_first, order_dir))
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = list(conn.execute(statement).all())
         return _names_result(rows, starred_first)
 

@@ -44,6 +44,7 @@ from sqlalchemy import ColumnElement, Engine, Text, cast, exists, func, literal,
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import IntegrityError
 
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import models
 
 # Constraints whose violation on INSERT means "this model is already installed".
@@ -108,6 +109,7 @@ class ModelRecordServicePostgres(ModelRecordServiceBase):
     def __init__(self, engine: Engine, logger: logging.Logger | None = None) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
         self._logger = logger or logging.getLogger(__name__)
 
     def add_model(self, config: AnyModelConfig) -> AnyModelConfig:
@@ -120,7 +122,7 @@ class ModelRecordServicePostgres(ModelRecordServiceBase):
                 raise
             # Stock's SQLite checks the path's unique index before the primary key, so a config clashing on both
             # reports the path. PostgreSQL reports whichever index it tried first; ask which one clashed.
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 path_taken = conn.execute(select(exists().where(models.c.path == config.path))).scalar_one()
             if path_taken:
                 msg = f"A model with path '{config.path}' is already installed"
@@ -177,7 +179,7 @@ class ModelRecordServicePostgres(ModelRecordServiceBase):
         return ModelConfigFactory.from_dict(updated)
 
     def get_model(self, key: str) -> AnyModelConfig:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             stored = conn.execute(select(models.c.config).where(models.c.id == key)).scalar_one_or_none()
         if stored is None:
             raise UnknownModelException("model not found")
@@ -186,7 +188,7 @@ class ModelRecordServicePostgres(ModelRecordServiceBase):
     def get_model_by_hash(self, hash: str) -> AnyModelConfig:
         """The first model installed with ``hash`` (stock returns the first row of a table scan: insertion
         order)."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             stored = conn.execute(
                 select(models.c.config)
                 .where(models.c.hash == hash)
@@ -198,7 +200,7 @@ class ModelRecordServicePostgres(ModelRecordServiceBase):
         return ModelConfigFactory.from_dict(stored)
 
     def exists(self, key: str) -> bool:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return bool(conn.execute(select(exists().where(models.c.id == key))).scalar_one())
 
     def search_by_attr(
@@ -224,7 +226,7 @@ class ModelRecordServicePostgres(ModelRecordServiceBase):
             statement = statement.where(models.c.type == _plain(model_type))
         if model_format:
             statement = statement.where(models.c.format == _plain(model_format))
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).scalars().all()
 
         results: list[AnyModelConfig] = []
@@ -242,13 +244,13 @@ class ModelRecordServicePostgres(ModelRecordServiceBase):
         return results
 
     def search_by_path(self, path: str | Path) -> list[AnyModelConfig]:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(select(models.c.config).where(models.c.path == str(path))).scalars().all()
         return [ModelConfigFactory.from_dict(stored) for stored in rows]
 
     def search_by_hash(self, hash: str) -> list[AnyModelConfig]:
         """Models with ``hash``, in insertion order (stock's table-scan order)."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = (
                 conn.execute(
                     select(models.c.config)

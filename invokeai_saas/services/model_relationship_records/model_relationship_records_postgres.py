@@ -18,6 +18,7 @@ from invokeai.app.services.model_relationship_records.model_relationship_records
 from sqlalchemy import ColumnElement, Engine, Text, any_, delete, literal, select, union
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import model_relationships
 
 
@@ -31,6 +32,7 @@ class PostgresModelRelationshipRecordStorage(ModelRelationshipRecordStorageBase)
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def add_model_relationship(self, model_key_1: str, model_key_2: str) -> None:
         """Relate two models; relating an already related pair is a no-op (stock: ``INSERT OR IGNORE``)."""
@@ -74,5 +76,5 @@ class PostgresModelRelationshipRecordStorage(ModelRelationshipRecordStorageBase)
             select(model_relationships.c.model_key_2.label("key")).where(first_matches),
             select(model_relationships.c.model_key_1.label("key")).where(second_matches),
         ).subquery()
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return list(conn.execute(select(related.c.key).order_by(related.c.key.collate("C"))).scalars())

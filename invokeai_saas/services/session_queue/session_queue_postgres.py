@@ -98,6 +98,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from invokeai_saas.db.convert import stock_ms
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import session_queue, users
 
 sq = session_queue
@@ -219,6 +220,7 @@ class PostgresSessionQueue(SessionQueueBase):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def start(self, invoker: Invoker) -> None:
         """Stock's startup minus its "cancel everything in progress" sweep.
@@ -446,7 +448,7 @@ class PostgresSessionQueue(SessionQueueBase):
         }
 
     def _workflow_call_chain(self, item_id: int) -> list[int]:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return self._workflow_call_chains(conn, [item_id])[item_id]
 
     def _current_workflow_call_chain_item_ids(self, conn: Connection, queue_id: str) -> set[int]:
@@ -478,7 +480,7 @@ class PostgresSessionQueue(SessionQueueBase):
         """Cancel each running item matching ``match`` through the status transition, so each emits its own
         ``queue_item_status_changed`` (the processor stops the worker running that item on it). Counts
         only the items this call moved; an item that vanished meanwhile needs no cancel."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             item_ids = list(
                 conn.execute(
                     select(sq.c.item_id).where(sq.c.status == "in_progress", *match).order_by(sq.c.item_id)
@@ -692,7 +694,7 @@ class PostgresSessionQueue(SessionQueueBase):
         return queue_item
 
     def get_next(self, queue_id: str) -> SessionQueueItem | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(
                 _item_select()
                 .where(sq.c.queue_id == queue_id, sq.c.status == "pending")
@@ -702,7 +704,7 @@ class PostgresSessionQueue(SessionQueueBase):
         return _item_from_row(row) if row is not None else None
 
     def get_current(self, queue_id: str) -> SessionQueueItem | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(
                 _item_select()
                 .where(sq.c.queue_id == queue_id, sq.c.status == "in_progress")
@@ -716,13 +718,13 @@ class PostgresSessionQueue(SessionQueueBase):
     # region queue-wide state
 
     def is_empty(self, queue_id: str) -> IsEmptyResult:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             count = conn.execute(select(func.count()).select_from(sq).where(sq.c.queue_id == queue_id)).scalar_one()
         return IsEmptyResult(is_empty=count == 0)
 
     def is_full(self, queue_id: str) -> IsFullResult:
         """As stock: every item of the queue counts, finished ones included."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             count = conn.execute(select(func.count()).select_from(sq).where(sq.c.queue_id == queue_id)).scalar_one()
         return IsFullResult(is_full=count >= self._invoker.services.configuration.max_queue_size)
 
@@ -771,7 +773,7 @@ class PostgresSessionQueue(SessionQueueBase):
             .limit(1)
             .subquery("current_item")
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(
                     counts.c.status,
@@ -818,7 +820,7 @@ class PostgresSessionQueue(SessionQueueBase):
         )
 
     def get_batch_status(self, queue_id: str, batch_id: str, user_id: str | None = None) -> BatchStatus:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(sq.c.status, func.count(), func.min(sq.c.origin), func.min(sq.c.destination))
                 .where(sq.c.queue_id == queue_id, sq.c.batch_id == batch_id, *_user_scope(user_id))
@@ -843,7 +845,7 @@ class PostgresSessionQueue(SessionQueueBase):
     def get_counts_by_destination(
         self, queue_id: str, destination: str, user_id: str | None = None
     ) -> SessionQueueCountsByDestination:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(sq.c.status, func.count())
                 .where(sq.c.queue_id == queue_id, sq.c.destination == destination, *_user_scope(user_id))
@@ -896,7 +898,7 @@ class PostgresSessionQueue(SessionQueueBase):
         """Delete the item's whole workflow-call chain, canceling it first if any link is unfinished (so a
         worker running one of them is signalled)."""
         chain = self._workflow_call_chain(item_id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             statuses = dict(conn.execute(select(sq.c.item_id, sq.c.status).where(_ids_in(sq.c.item_id, chain))).all())
         missing = [chain_item_id for chain_item_id in chain if chain_item_id not in statuses]
         if missing:
@@ -912,7 +914,7 @@ class PostgresSessionQueue(SessionQueueBase):
             conn.execute(delete(sq).where(_locked(_ids_in(sq.c.item_id, item_ids))))
 
     def get_queue_item(self, item_id: int) -> SessionQueueItem:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return self._fetch_item(conn, item_id)
 
     def save_queue_item_session(self, item_id: int, session: GraphExecutionState) -> None:
@@ -1043,7 +1045,7 @@ class PostgresSessionQueue(SessionQueueBase):
             conditions.append(sq.c.destination == destination)
         if cursor is not None:
             conditions.append(or_(sq.c.priority < priority, and_(sq.c.priority == priority, sq.c.item_id > cursor)))
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(sq).where(*conditions).order_by(sq.c.priority.desc(), sq.c.item_id).limit(limit + 1)
             ).all()
@@ -1057,7 +1059,7 @@ class PostgresSessionQueue(SessionQueueBase):
         conditions: list[ColumnElement[bool]] = [sq.c.queue_id == queue_id]
         if destination is not None:
             conditions.append(sq.c.destination == destination)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(_item_select().where(*conditions).order_by(sq.c.priority.desc(), sq.c.item_id)).all()
         return [_item_from_row(row) for row in rows]
 
@@ -1071,7 +1073,7 @@ class PostgresSessionQueue(SessionQueueBase):
         batch) in insertion order whichever the direction, as SQLite's stable sort returns them."""
         created = _ms(sq.c.created_at)
         order = created.desc() if order_dir == SQLiteDirection.Descending else created.asc()
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             item_ids = list(
                 conn.execute(
                     select(sq.c.item_id)
@@ -1086,7 +1088,7 @@ class PostgresSessionQueue(SessionQueueBase):
         unknown ids and other queues' items skipped, repeated ids repeated — as stock."""
         if not item_ids:
             return []
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(
                     sq.c.item_id,
@@ -1183,7 +1185,7 @@ class PostgresSessionQueue(SessionQueueBase):
         its read and its cancel; here only items this call actually moved are listed (the same list
         whenever nothing else touches the chain meanwhile)."""
         exclude_item_ids = exclude_item_ids or set()
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             child_ids = list(
                 conn.execute(
                     select(sq.c.item_id).where(sq.c.workflow_call_id == workflow_call_id).order_by(sq.c.item_id)

@@ -26,6 +26,7 @@ from invokeai.app.services.style_preset_records.style_preset_records_common impo
 from invokeai.app.util.misc import uuid_string
 from sqlalchemy import ColumnElement, Engine, Insert, Row, delete, func, insert, or_, select, update
 
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import style_presets
 
 DEFAULT_STYLE_PRESETS_FILE = Path(stock_style_preset_records.__file__).parent / "default_style_presets.json"
@@ -68,13 +69,14 @@ class PostgresStylePresetRecordsStorage(StylePresetRecordsStorageBase):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def start(self, invoker: Invoker) -> None:
         self._invoker = invoker
         self._sync_default_style_presets()
 
     def get(self, style_preset_id: str) -> StylePresetRecordDTO:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(*_DTO_COLUMNS).where(_sp.c.id == style_preset_id)).one_or_none()
         if row is None:
             raise StylePresetNotFoundError(f"Style preset with id {style_preset_id} not found")
@@ -139,7 +141,7 @@ class PostgresStylePresetRecordsStorage(StylePresetRecordsStorageBase):
             .where(*conditions)
             .order_by(func.lower(_sp.c.name.collate("C")), _sp.c.created_at, _sp.c.id)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_dto(row) for row in conn.execute(statement)]
 
     def _sync_default_style_presets(self) -> None:

@@ -22,6 +22,7 @@ from invokeai.app.util.misc import uuid_string
 from sqlalchemy import ColumnElement, Engine, Row, delete, func, insert, select, update
 
 from invokeai_saas.db.convert import stock_ms
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import system_prompts
 
 _sp = system_prompts
@@ -59,9 +60,10 @@ class PostgresSystemPromptRecordsStorage(SystemPromptRecordsStorageBase):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def get(self, system_prompt_id: str) -> SystemPromptRecordDTO:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(*_DTO_COLUMNS).where(_sp.c.id == system_prompt_id)).one_or_none()
         if row is None:
             raise _not_found(system_prompt_id)
@@ -130,5 +132,5 @@ class PostgresSystemPromptRecordsStorage(SystemPromptRecordsStorageBase):
         statement = select(*_DTO_COLUMNS).order_by(func.lower(_sp.c.name.collate("C")), _sp.c.created_at, _sp.c.id)
         if user_id is not None:
             statement = statement.where((_sp.c.user_id == user_id) | _sp.c.is_public.is_(True))
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_dto(row) for row in conn.execute(statement)]

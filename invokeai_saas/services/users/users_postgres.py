@@ -42,6 +42,7 @@ from sqlalchemy import Connection, Engine, Row, Text, any_, delete, func, litera
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from invokeai_saas.db.convert import stock_ms
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import users
 
 # Every query producing a UserDTO selects these columns and maps them with ``_user_dto`` (stock keeps its
@@ -110,6 +111,7 @@ class UserServicePostgres(UserServiceBase):
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def create(self, user_data: UserCreateRequest, strict_password_checking: bool = True) -> UserDTO:
         return self._create(user_data, strict_password_checking=strict_password_checking, require_no_admin=False)
@@ -161,7 +163,7 @@ class UserServicePostgres(UserServiceBase):
         return _user_dto(row)
 
     def get(self, user_id: str) -> UserDTO | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(*_DTO_COLUMNS).where(users.c.user_id == user_id)).first()
         return _user_dto(row) if row is not None else None
 
@@ -170,14 +172,14 @@ class UserServicePostgres(UserServiceBase):
         unique_ids = list(dict.fromkeys(user_ids))
         if not unique_ids:
             return {}
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(*_DTO_COLUMNS).where(users.c.user_id == any_(literal(unique_ids, ARRAY(Text))))
             ).all()
         return {row.user_id: _user_dto(row) for row in rows}
 
     def get_by_email(self, email: str) -> UserDTO | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(*_DTO_COLUMNS).where(users.c.email == email)).first()
         return _user_dto(row) if row is not None else None
 
@@ -239,7 +241,7 @@ class UserServicePostgres(UserServiceBase):
         As in stock, the ``system`` account never authenticates whatever its row holds, an inactive account is
         returned (the routes refuse it), and the DTO returned carries the login just recorded.
         """
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(*_DTO_COLUMNS, users.c.password_hash).where(users.c.email == email)).first()
         if row is None or row.user_id == SYSTEM_USER_ID:
             return None
@@ -261,12 +263,12 @@ class UserServicePostgres(UserServiceBase):
             statement = statement.limit(limit)
         if offset > 0:
             statement = statement.offset(offset)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_user_dto(row) for row in conn.execute(statement)]
 
     def get_admin_email(self) -> str | None:
         """The email of the longest-standing active administrator."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(
                 select(users.c.email)
                 .where(*_ACTIVE_ADMIN)
@@ -275,7 +277,7 @@ class UserServicePostgres(UserServiceBase):
             ).scalar_one_or_none()
 
     def count_admins(self) -> int:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _count_active_admins(conn)
 
 

@@ -48,6 +48,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
 from invokeai_saas.db.convert import stock_ms
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import board_videos, videos
 from invokeai_saas.services.image_records.media_sql import (
     created_at_result,
@@ -147,20 +148,21 @@ class PostgresVideoRecordStorage(VideoRecordStorageBase):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def start(self, invoker: Invoker) -> None:
         self._invoker = invoker
 
     def get(self, video_name: str) -> VideoRecord:
         # As stock: a storage error propagates; only a positively absent row is "not found".
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(*_DTO_COLUMNS).where(videos.c.video_name == video_name)).first()
         if row is None:
             raise VideoRecordNotFoundException
         return _to_record(row)
 
     def get_user_id(self, video_name: str) -> str | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(select(videos.c.user_id).where(videos.c.video_name == video_name)).scalar_one_or_none()
 
     def get_most_recent_video_for_board(self, board_id: str) -> VideoRecord | None:
@@ -171,12 +173,12 @@ class PostgresVideoRecordStorage(VideoRecordStorageBase):
             .order_by(*_order_by(True, SQLiteDirection.Descending))
             .limit(1)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(statement).first()
         return None if row is None else _to_record(row)
 
     def exists(self, video_name: str) -> bool:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return (
                 conn.execute(select(videos.c.video_name).where(videos.c.video_name == video_name)).first() is not None
             )
@@ -184,7 +186,7 @@ class PostgresVideoRecordStorage(VideoRecordStorageBase):
     def get_metadata(self, video_name: str) -> MetadataField | None:
         """Unlike images, stock reports a storage error reading video metadata as "not found"; kept."""
         try:
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 row = conn.execute(select(videos.c.metadata).where(videos.c.video_name == video_name)).first()
         except DBAPIError as e:
             raise VideoRecordNotFoundException from e
@@ -245,7 +247,7 @@ class PostgresVideoRecordStorage(VideoRecordStorageBase):
             .offset(sqlite_offset(offset))
         )
         total = select(func.count()).select_from(videos).where(*conditions)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             rows = conn.execute(page).all()
             count = conn.execute(total).scalar_one()
@@ -355,7 +357,7 @@ class PostgresVideoRecordStorage(VideoRecordStorageBase):
             .where(*conditions)
             .order_by(*_order_by(starred_first, order_dir))
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).all()
         starred_count = sum(1 for row in rows if row.starred) if starred_first else 0
         return VideoNamesResult(

@@ -68,6 +68,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from invokeai_saas.db.convert import stock_ms
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import workflow_library
 
 DEFAULT_WORKFLOWS_DIR = Path(stock_workflow_records.__file__).parent / "default_workflows"
@@ -175,6 +176,7 @@ class PostgresWorkflowRecordsStorage(WorkflowRecordsStorageBase):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self._reads = autocommit_reads(engine)
 
     def start(self, invoker: Invoker) -> None:
         self._invoker = invoker
@@ -183,7 +185,7 @@ class PostgresWorkflowRecordsStorage(WorkflowRecordsStorageBase):
     # -- reads ----------------------------------------------------------------------------------------------
 
     def get(self, workflow_id: str) -> WorkflowRecordDTO:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return self._get(conn, workflow_id)
 
     def get_by_ids(self, workflow_ids: list[str]) -> dict[str, WorkflowRecordDTO]:
@@ -191,7 +193,7 @@ class PostgresWorkflowRecordsStorage(WorkflowRecordsStorageBase):
         listed workflow's document, which stock fetches with one ``get`` per row."""
         if not workflow_ids:
             return {}
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(select(*_RECORD_COLUMNS).where(_wl.c.workflow_id.in_(workflow_ids)))
             records = [_record(row) for row in rows]
         return {record.workflow_id: record for record in records}
@@ -245,7 +247,7 @@ class PostgresWorkflowRecordsStorage(WorkflowRecordsStorageBase):
             statement = statement.offset(max(page * per_page, 0))
         count_statement = select(func.count()).select_from(_wl).where(*conditions)
 
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             workflows = [_list_item(row) for row in conn.execute(statement)]
             total = conn.execute(count_statement).scalar_one()
 
@@ -285,7 +287,7 @@ class PostgresWorkflowRecordsStorage(WorkflowRecordsStorageBase):
             for i, tag in enumerate(tags)
         ]
         statement = select(*counts).select_from(_wl).where(*_scope(categories, has_been_opened, user_id, is_public))
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(statement).one()
         return {tag: row[i] for i, tag in enumerate(tags)}
 
@@ -304,7 +306,7 @@ class PostgresWorkflowRecordsStorage(WorkflowRecordsStorageBase):
             for i, category in enumerate(categories)
         ]
         statement = select(*counts).select_from(_wl).where(*_scope(categories, has_been_opened, user_id, is_public))
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(statement).one()
         return {category.value: row[i] for i, category in enumerate(categories)}
 
@@ -318,7 +320,7 @@ class PostgresWorkflowRecordsStorage(WorkflowRecordsStorageBase):
         exactly ``str.strip`` (PostgreSQL's ``trim`` strips spaces only)."""
         conditions = [_wl.c.tags.is_not(None), _wl.c.tags != "", *_scope(categories, None, user_id, is_public)]
         statement = select(_wl.c.tags).distinct().where(*conditions)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(statement).scalars().all()
         all_tags: set[str] = set()
         for tags_value in rows:
