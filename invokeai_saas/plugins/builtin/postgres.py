@@ -34,6 +34,7 @@ def saas_swap_services(
     from invokeai_saas.services.board_video_records.board_video_records_postgres import (
         PostgresBoardVideoRecordStorage,
     )
+    from invokeai_saas.services.boards.boards_summarized import SummarizedBoardService
     from invokeai_saas.services.client_state_persistence.client_state_persistence_postgres import (
         ClientStatePersistencePostgres,
     )
@@ -66,6 +67,7 @@ def saas_swap_services(
         videos=BatchedVideoService(),
         board_image_records=PostgresBoardImageRecordStorage(engine),
         board_records=PostgresBoardRecordStorage(engine),
+        boards=SummarizedBoardService(),
         board_video_records=PostgresBoardVideoRecordStorage(engine),
         client_state_persistence=ClientStatePersistencePostgres(engine),
         gallery=PostgresGalleryService(engine),
