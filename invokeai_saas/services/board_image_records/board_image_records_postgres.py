@@ -17,11 +17,12 @@ from invokeai.app.services.image_records.image_records_common import (
     deserialize_image_record,
 )
 from invokeai.app.services.shared.pagination import OffsetPaginatedResults
-from sqlalchemy import Engine, Row, any_, delete, exists, false, func, select
+from sqlalchemy import Engine, Row, any_, bindparam, delete, exists, false, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from invokeai_saas.db.convert import stock_ms
 from invokeai_saas.db.engine import autocommit_reads
+from invokeai_saas.db.prepared import PreparedRead
 from invokeai_saas.db.tables import board_images, images
 from invokeai_saas.services.image_records.media_sql import text_array
 
@@ -33,6 +34,12 @@ def _stock_image_values(row: Row[Any]) -> dict[str, Any]:
     for column in ("created_at", "updated_at", "deleted_at"):
         values[column] = stock_ms(values[column])
     return values
+
+
+# Asked on every image route (access checks, DTOs): a prepared read (see ``invokeai_saas.db.prepared``).
+_GET_BOARD_FOR_IMAGE = PreparedRead(
+    select(board_images.c.board_id).where(board_images.c.image_name == bindparam("image_name"))
+)
 
 
 class PostgresBoardImageRecordStorage(BoardImageRecordStorageBase):
@@ -115,10 +122,7 @@ class PostgresBoardImageRecordStorage(BoardImageRecordStorageBase):
             return list(conn.execute(statement).scalars())
 
     def get_board_for_image(self, image_name: str) -> str | None:
-        with self._reads.connect() as conn:
-            return conn.execute(
-                select(board_images.c.board_id).where(board_images.c.image_name == image_name)
-            ).scalar_one_or_none()
+        return _GET_BOARD_FOR_IMAGE.scalar(self._engine, image_name=image_name)
 
     def get_boards_for_images(self, image_names: list[str]) -> dict[str, str]:
         """The board of each image that has one, in one statement: lets image lists build their DTOs without a

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Engine,
     Row,
     Select,
+    bindparam,
     delete,
     exists,
     false,
@@ -49,6 +50,7 @@ from sqlalchemy.exc import DBAPIError
 
 from invokeai_saas.db.convert import stock_ms, stock_seconds
 from invokeai_saas.db.engine import autocommit_reads
+from invokeai_saas.db.prepared import PreparedRead
 from invokeai_saas.db.tables import boards, shared_boards
 
 # Visibilities that make a board readable by every user (stock's ``IN ('shared', 'public')``).
@@ -57,7 +59,7 @@ _VISIBLE_TO_ALL = ("shared", "public")
 
 def _stock_values(row: Row[Any]) -> dict[str, Any]:
     """A ``boards`` row as the dict stock builds from ``SELECT *`` (timestamps as SQLite's text)."""
-    values = dict(row._mapping)
+    values = row._asdict()
     created_at = values["created_at"]
     updated_at = values["updated_at"]
     values["created_at"] = stock_ms(created_at)
@@ -100,6 +102,10 @@ def _visibility_filter(user_id: str, is_admin: bool, include_archived: bool) -> 
         # ``archived = 0`` in stock: a NULL ``archived`` is excluded as well.
         conditions.append(boards.c.archived == false())
     return conditions
+
+
+# Read on every board route and access check: a prepared read (see ``invokeai_saas.db.prepared``).
+_GET_BOARD = PreparedRead(select(boards).where(boards.c.board_id == bindparam("board_id")))
 
 
 class PostgresBoardRecordStorage(BoardRecordStorageBase):
@@ -147,8 +153,7 @@ class PostgresBoardRecordStorage(BoardRecordStorageBase):
     def get(self, board_id: str) -> BoardRecord:
         """Database errors propagate untranslated, as in stock: only a missing row means "not found" (callers
         treat not-found as a benign skip, which a failing database must not become)."""
-        with self._reads.connect() as conn:
-            row = self._get_row(conn, board_id)
+        row = _GET_BOARD.first(self._engine, board_id=board_id)
         if row is None:
             raise BoardRecordNotFoundException
         return BoardRecord(**_stock_values(row))

@@ -46,6 +46,7 @@ from sqlalchemy import (
     UnaryExpression,
     any_,
     asc,
+    bindparam,
     delete,
     desc,
     exists,
@@ -61,6 +62,7 @@ from sqlalchemy.exc import DBAPIError
 
 from invokeai_saas.db.convert import stock_ms
 from invokeai_saas.db.engine import autocommit_reads
+from invokeai_saas.db.prepared import PreparedRead
 from invokeai_saas.db.tables import board_images, boards, images
 from invokeai_saas.services.image_records.media_sql import (
     created_at_result,
@@ -91,6 +93,10 @@ _DTO_COLUMNS = (
     images.c.image_subfolder,
 )
 
+# Per-image reads on every image route (DTO, access checks): prepared (see ``invokeai_saas.db.prepared``).
+_GET_IMAGE = PreparedRead(select(*_DTO_COLUMNS).where(images.c.image_name == bindparam("image_name")))
+_GET_IMAGE_OWNER = PreparedRead(select(images.c.user_id).where(images.c.image_name == bindparam("image_name")))
+
 # Stock deletes intermediates in chunks of this many names; it shapes the result for repeated names.
 _STOCK_DELETE_CHUNK = 500
 
@@ -99,12 +105,16 @@ class _DtoRow:
     """Just the DTO columns of a wider row, shaped like a Row for ``_to_record``."""
 
     def __init__(self, mapping: Any) -> None:
-        self._mapping = {column.name: mapping[column.name] for column in _DTO_COLUMNS}
+        self._values = {column.name: mapping[column.name] for column in _DTO_COLUMNS}
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(self._values)
 
 
-def _to_record(row: Row[Any] | _DtoRow) -> ImageRecord:
-    """Stock's DTO from a row: the timestamps as the millisecond text SQLite stores (and stock hands out)."""
-    values = dict(row._mapping)
+def _to_record(row: Any) -> ImageRecord:
+    """Stock's DTO from a row (SQLAlchemy ``Row``, prepared-read named tuple or ``_DtoRow``): the timestamps as
+    the millisecond text SQLite stores (and stock hands out)."""
+    values = row._asdict()
     for key in ("created_at", "updated_at", "deleted_at"):
         values[key] = stock_ms(values[key])
     return deserialize_image_record(values)
@@ -174,8 +184,7 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
 
     def get(self, image_name: str) -> ImageRecord:
         # As stock: a storage error propagates; only a positively absent row is "not found".
-        with self._reads.connect() as conn:
-            row = conn.execute(select(*_DTO_COLUMNS).where(images.c.image_name == image_name)).first()
+        row = _GET_IMAGE.first(self._engine, image_name=image_name)
         if row is None:
             raise ImageRecordNotFoundException
         return _to_record(row)
@@ -215,8 +224,7 @@ class PostgresImageRecordStorage(ImageRecordStorageBase):
         return readable
 
     def get_user_id(self, image_name: str) -> str | None:
-        with self._reads.connect() as conn:
-            return conn.execute(select(images.c.user_id).where(images.c.image_name == image_name)).scalar_one_or_none()
+        return _GET_IMAGE_OWNER.scalar(self._engine, image_name=image_name)
 
     def exists(self, image_name: str) -> bool:
         with self._reads.connect() as conn:

@@ -38,11 +38,12 @@ from invokeai.app.services.users.users_common import (
     UserDTO,
     UserUpdateRequest,
 )
-from sqlalchemy import Connection, Engine, Row, Text, any_, delete, func, literal, select, update
+from sqlalchemy import Connection, Engine, Row, Text, any_, bindparam, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from invokeai_saas.db.convert import stock_ms
 from invokeai_saas.db.engine import autocommit_reads
+from invokeai_saas.db.prepared import PreparedRead
 from invokeai_saas.db.tables import users
 
 # Every query producing a UserDTO selects these columns and maps them with ``_user_dto`` (stock keeps its
@@ -70,6 +71,9 @@ def _stock_datetime(value: datetime) -> datetime:
     text = stock_ms(value)
     assert text is not None
     return datetime.fromisoformat(text)
+
+
+_GET_USER = PreparedRead(select(*_DTO_COLUMNS).where(users.c.user_id == bindparam("user_id")))
 
 
 def _user_dto(row: Row[Any]) -> UserDTO:
@@ -163,8 +167,8 @@ class UserServicePostgres(UserServiceBase):
         return _user_dto(row)
 
     def get(self, user_id: str) -> UserDTO | None:
-        with self._reads.connect() as conn:
-            row = conn.execute(select(*_DTO_COLUMNS).where(users.c.user_id == user_id)).first()
+        # Every authenticated request calls this (stock's auth dependency re-reads the user): a prepared read.
+        row = _GET_USER.first(self._engine, user_id=user_id)
         return _user_dto(row) if row is not None else None
 
     def get_many(self, user_ids: Sequence[str]) -> dict[str, UserDTO]:
