@@ -63,6 +63,8 @@ def _activate() -> SaasRuntime | None:
 
     if settings.database_url is not None:
         _require_migrated_database(settings)
+    if settings.s3_bucket is not None:
+        _require_object_storage_prerequisites(settings, getattr(invokeai_config, "image_subfolder_strategy", "flat"))
 
     from invokeai_saas.patches import config_multiuser
 
@@ -91,6 +93,18 @@ def _require_migrated_database(settings: SaasSettings) -> None:
         _refuse(str(e))
     except SQLAlchemyError as e:
         _refuse(f"cannot use the configured database ({type(e).__name__}); check INVOKEAI_SAAS_DATABASE_URL")
+
+
+def _require_object_storage_prerequisites(settings: SaasSettings, subfolder_strategy: str) -> None:
+    """Media on S3 is indexed in PostgreSQL (name → key, bytes per user), and its keys ignore InvokeAI's image
+    subfolders (S3 has no directories to keep small), so a subfolder move would have nothing to move."""
+    if settings.database_url is None:
+        _refuse("s3_bucket needs database_url: the object index lives in PostgreSQL")
+    if subfolder_strategy != "flat":
+        _refuse(
+            f"image_subfolder_strategy is '{subfolder_strategy}'; with S3 media it must be 'flat' "
+            "(set image_subfolder_strategy: flat in invokeai.yaml)"
+        )
 
 
 def _on_dependencies_imported(module: ModuleType) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -49,6 +49,22 @@ class SaasSettings(BaseSettings):
     s3_prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. 'prod/'.")
     s3_access_key_id: str | None = Field(default=None, description="S3 access key. Unset: the AWS default chain.")
     s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
+    s3_serve_mode: Literal["stream", "redirect"] = Field(
+        default="stream",
+        description="How media routes deliver objects after the access check: stream through the API, or "
+        "redirect to a short-lived presigned URL (the bucket then needs CORS for the studio's canvas).",
+    )
+    s3_presign_expires: int = Field(
+        default=300, ge=10, le=604800, description="Seconds a presigned media URL stays valid (redirect mode)."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint as browsers reach it, for presigned URLs (redirect mode). Unset: s3_endpoint_url.",
+    )
+    s3_cdn_base_url: str | None = Field(
+        default=None,
+        description="CDN base URL that serves the bucket (redirect mode): redirects go to it plus the object key.",
+    )
 
     # Queue (SQS)
     sqs_endpoint_url: str | None = Field(default=None, description="SQS endpoint. Unset (with sqs_enabled): AWS.")

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
+from invokeai_saas.config import SaasSettings
 from invokeai_saas.db import migrate
-from invokeai_saas.devstack import LocalStack, PostgresServer, make_temp_data_dir
+from invokeai_saas.devstack import LocalStack, PostgresServer, SeaweedS3Server, make_temp_data_dir
 from invokeai_saas.devstack.web import InvokeAIWebServer
+from invokeai_saas.storage.context import ObjectStorage
+from invokeai_saas.storage.keys import KeyLayout
+from invokeai_saas.storage.object_index import StorageObjectIndex
+from invokeai_saas.storage.object_store import S3ObjectStore
 from tests.support.databases import build_template, fresh_database, stock_sqlite_database
 from tests.support.invokeai import ENTRY_POINT_PLUGIN_DIR, TEST_ENV
 
@@ -85,3 +91,47 @@ def sqlite_db(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def read_log(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+STORAGE_TEST_BUCKET = "saas-storage-tests"
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedS3Server]:
+    """A SeaweedFS S3 server of its own for the storage suites (loopback only, telemetry off, credentials on)."""
+    data_dir = make_temp_data_dir("saas-test-s3-")
+    server = SeaweedS3Server(data_dir)
+    server.start()
+    try:
+        server.ensure_bucket(STORAGE_TEST_BUCKET)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def object_storage_settings(seaweed: SeaweedS3Server, **overrides: object) -> SaasSettings:
+    """Settings for the test bucket under a prefix of its own, so tests never see each other's objects."""
+    values: dict[str, object] = {
+        "enabled": True,
+        "s3_bucket": STORAGE_TEST_BUCKET,
+        "s3_endpoint_url": seaweed.endpoint_url,
+        "s3_region": seaweed.region,
+        "s3_access_key_id": seaweed.access_key_id,
+        "s3_secret_access_key": seaweed.secret_access_key,
+        "s3_prefix": f"t-{uuid.uuid4().hex[:12]}/",
+    }
+    values.update(overrides)
+    return SaasSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def object_storage(pg_engine: Engine, seaweed: SeaweedS3Server) -> ObjectStorage:
+    """The real object store (SeaweedFS) and the object index in a fresh, migrated PostgreSQL database."""
+    settings = object_storage_settings(seaweed)
+    return ObjectStorage(
+        store=S3ObjectStore(settings),
+        index=StorageObjectIndex(pg_engine),
+        layout=KeyLayout(settings.s3_prefix),
+        settings=settings,
+    )

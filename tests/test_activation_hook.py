@@ -66,7 +66,7 @@ def test_hook_hands_over_to_wrapt_on_first_invokeai_import() -> None:
     assert r.stdout.strip() == "False True"
 
 
-def _fake_invokeai(tmp_path: Path, version: str) -> Path:
+def _fake_invokeai(tmp_path: Path, version: str, subfolder_strategy: str = "flat") -> Path:
     """A stand-in ``invokeai`` with just the modules activation touches."""
     pkg = tmp_path / "fake" / "invokeai"
     for sub in ("app", "app/api", "app/services", "app/services/config", "version", "backend", "backend/util"):
@@ -80,6 +80,7 @@ def _fake_invokeai(tmp_path: Path, version: str) -> Path:
             from pathlib import Path
             class _Config:
                 multiuser = False
+                image_subfolder_strategy = {subfolder_strategy!r}
                 config_file_path = Path({str(tmp_path / "root" / "invokeai.yaml")!r})
             _config = _Config()
             def get_config():
@@ -164,3 +165,30 @@ def test_unreachable_database_stops_startup_without_hostnames(tmp_path: Path) ->
     )
     assert r.returncode == 2
     assert "INVOKEAI_SAAS_DATABASE_URL" in r.stderr and "secretpw" not in r.stderr
+
+
+def test_object_storage_without_a_database_stops_startup(tmp_path: Path) -> None:
+    fake = _fake_invokeai(tmp_path, "6.14.2")
+    r = _python(
+        "import invokeai.app.api.dependencies; print('started')",
+        env={"PYTHONPATH": str(fake), "INVOKEAI_SAAS_ENABLED": "1", "INVOKEAI_SAAS_S3_BUCKET": "media"},
+    )
+    assert r.returncode == 2 and "started" not in r.stdout
+    assert "database_url" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+
+
+def test_object_storage_needs_the_flat_subfolder_strategy(
+    tmp_path: Path, postgres: PostgresServer, pg_template: str
+) -> None:
+    fake = _fake_invokeai(tmp_path, "6.14.2", subfolder_strategy="date")
+    with fresh_database(postgres, pg_template) as engine:
+        env = {
+            "PYTHONPATH": str(fake),
+            "INVOKEAI_SAAS_ENABLED": "1",
+            "INVOKEAI_SAAS_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+            "INVOKEAI_SAAS_S3_BUCKET": "media",
+        }
+        r = _python("import invokeai.app.api.dependencies; print('started')", env=env)
+    assert r.returncode == 2 and "started" not in r.stdout
+    assert "image_subfolder_strategy" in r.stderr and "flat" in r.stderr and "Traceback" not in r.stderr

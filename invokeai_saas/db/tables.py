@@ -415,3 +415,40 @@ Index(
     session_queue.c.item_id,
     postgresql_where=text("status = 'pending'"),
 )
+
+# --- Object storage (revision 0004): not in stock ---------------------------------------------------------------
+# One row per object the S3 storages wrote: where it is, whose it is, what record it belongs to, how big it is.
+# The S3 storages' methods only get a media name, so the index is how they find the key, how routes check an
+# object exists without a HEAD per row, and how bytes per user stay exact (a trigger keeps
+# ``user_storage_usage`` in step with every insert, size change and delete, under the row's own lock).
+storage_objects = Table(
+    "storage_objects",
+    metadata,
+    Column("object_key", Text, primary_key=True),
+    Column("user_id", Text, nullable=False, index=True),
+    Column("kind", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("content_type", Text, nullable=False),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("bytes >= 0", name="ck_storage_objects_bytes"),
+    Index("ux_storage_objects_kind_name", "kind", "name", unique=True),
+)
+
+user_storage_usage = Table(
+    "user_storage_usage",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("objects", BigInteger, nullable=False, server_default=text("0")),
+)
+
+# Objects whose delete was promised but not yet done (S3 down, process killed between the record delete and the
+# object delete). The cleanup pass finishes them once their record is gone, or drops the entry if it is back.
+storage_pending_deletes = Table(
+    "storage_pending_deletes",
+    metadata,
+    Column("object_key", Text, primary_key=True),
+    _created_at(),
+)
