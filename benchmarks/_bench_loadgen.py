@@ -29,9 +29,11 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 READ_MIX: list[tuple[str, int]] = [
     ("list_images_by_board", 3),
@@ -49,6 +51,17 @@ WRITE_MIX: list[tuple[str, int]] = [
     ("star_toggle", 1),
     ("board_move", 1),
 ]
+# One route per phase, for the media benchmark (bench_s3_storage.py): each phase's latency and server CPU then
+# belong to that route alone. "media-list" reuses the board listing; clients without boards list board "none"
+# (the uncategorized images, which is where uploads land).
+MEDIA_MIXES: dict[str, list[tuple[str, int]]] = {
+    "media-upload": [("media_upload", 1)],
+    "media-full": [("media_full", 1)],
+    "media-thumbnail": [("media_thumbnail", 1)],
+    "media-list": [("list_images_by_board", 1)],
+}
+# A media route in redirect serve mode answers with one of these and a presigned URL in Location.
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_ERROR_SAMPLES = 5
 
 
@@ -125,7 +138,11 @@ class Phase:
 
     def __init__(self, spec: dict[str, Any], session: aiohttp.ClientSession) -> None:
         self.urls: list[str] = spec["urls"]
-        self.mix = READ_MIX if spec["mix"] == "read" else WRITE_MIX
+        self.mix = MEDIA_MIXES.get(spec["mix"]) or (READ_MIX if spec["mix"] == "read" else WRITE_MIX)
+        # Bodies for "media_upload", read once per phase: the orchestrator makes them (with Pillow), so this
+        # process stays free of image libraries. Without any, uploads send the small hand-made PNG.
+        self.upload_bodies = [Path(p).read_bytes() for p in spec.get("upload_files", [])] or [PNG]
+        self.redirects = 0  # media answers that were redirects (redirect serve mode), in the last run
         self.clients = [ClientSpec(**c) for c in spec["clients"]]
         self.seed = int(spec.get("seed", 1))
         self.session = session
@@ -150,6 +167,53 @@ class Phase:
                     rec.fail(op, elapsed, f"HTTP {response.status} {body[:200]!r}")
         except (TimeoutError, aiohttp.ClientError) as exc:
             rec.fail(op, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+
+    async def _fetch_media(self, rec: Recorder, op: str, path: str, token: str) -> None:
+        """GET a media route the way a browser does. In redirect serve mode the API answers with a redirect to a
+        presigned URL, which is followed without the API's Authorization header (the signature is the
+        credential, and S3 refuses a second one); the latency then covers both hops, as the user waits for both.
+        The Location is used exactly as sent, since re-quoting would break the signature."""
+        headers = {"Authorization": f"Bearer {token}"}
+        started = time.perf_counter()
+        try:
+            async with self.session.get(self._url() + path, headers=headers, allow_redirects=False) as response:
+                body = await response.read()
+                status = response.status
+                location = response.headers.get("Location") if status in REDIRECT_STATUSES else None
+            if location is not None:
+                self.redirects += 1
+                async with self.session.get(URL(location, encoded=True)) as response:
+                    body = await response.read()
+                    status = response.status
+            elapsed = time.perf_counter() - started
+            if status == 200:
+                rec.ok(op, elapsed)
+            else:
+                rec.fail(op, elapsed, f"HTTP {status} {body[:200]!r}")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            rec.fail(op, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+
+    def _media_actions(
+        self, c: ClientSpec, rng: random.Random, rec: Recorder
+    ) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The media benchmark's operations: upload a realistic PNG, fetch a full image or a thumbnail."""
+
+        async def media_upload() -> None:
+            form = aiohttp.FormData()
+            form.add_field("file", rng.choice(self.upload_bodies), filename="bench.png", content_type="image/png")
+            params = {"image_category": "user", "is_intermediate": "false"}
+            await self._request(
+                rec, "media_upload", "POST", "/api/v1/images/upload", c.token, (200, 201), params=params, data=form
+            )
+
+        async def media_full() -> None:
+            await self._fetch_media(rec, "media_full", f"/api/v1/images/i/{rng.choice(c.images)}/full", c.token)
+
+        async def media_thumbnail() -> None:
+            path = f"/api/v1/images/i/{rng.choice(c.images)}/thumbnail"
+            await self._fetch_media(rec, "media_thumbnail", path, c.token)
+
+        return {"media_upload": media_upload, "media_full": media_full, "media_thumbnail": media_thumbnail}
 
     def _actions(self, c: ClientSpec, rng: random.Random, rec: Recorder) -> dict[str, Callable[[], Awaitable[None]]]:
         ok = (200,)
@@ -212,6 +276,7 @@ class Phase:
             "enqueue": enqueue,
             "star_toggle": star_toggle,
             "board_move": board_move,
+            **self._media_actions(c, rng, rec),
         }
 
     async def _client(self, index: int, deadline: float, rec: Recorder, round_seed: int) -> None:
@@ -225,6 +290,7 @@ class Phase:
 
     async def run(self, seconds: float, round_seed: int) -> tuple[Recorder, float]:
         rec = Recorder()
+        self.redirects = 0
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(*(self._client(i, deadline, rec, round_seed) for i in range(len(self.clients))))
@@ -279,6 +345,7 @@ async def main() -> None:
                     "all": summarize(everything, sum(rec.errors.values())),
                     "ops": {op: summarize(v, rec.errors.get(op, 0)) for op, v in sorted(rec.latencies.items())},
                     "error_samples": rec.error_samples,
+                    "redirects": phase.redirects,
                 }
             )
 

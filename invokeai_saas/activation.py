@@ -134,4 +134,5 @@ def _on_api_app_imported(module: ModuleType) -> None:
         r for rs in runtime.plugin_manager.hook.saas_route_overrides(saas_config=runtime.settings) for r in rs or []
     ]
     api_app_route_overrides.apply(module.app, overrides)
+    runtime.plugin_manager.hook.saas_configure_app(saas_config=runtime.settings, app=module.app)
     api_app_gzip.apply(module)

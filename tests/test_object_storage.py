@@ -89,6 +89,10 @@ def test_index_find_forget_and_journal(pg_engine: Engine) -> None:
     assert index.usage("u1") == (110, 2) and index.usage("u2") == (7, 1) and index.usage("nobody") == (0, 0)
     index.put("k/a", "u1", kinds.IMAGE, "a.png", 150, "image/png")  # rewritten: usage follows the new size
     assert index.usage("u1") == (160, 2)
+    index.put("k/zip", "u1", kinds.BULK_DOWNLOAD, "a.zip", 5000, "application/zip")  # temporary copies: not counted
+    assert index.usage("u1") == (160, 2)
+    index.forget(["k/zip"])
+    assert index.usage("u1") == (160, 2)
     index.journal(["k/a", "k/a"])
     assert [key for key, _ in index.pending()] == ["k/a"]
     index.unjournal(["k/a"])

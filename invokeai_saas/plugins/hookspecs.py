@@ -18,7 +18,7 @@ from __future__ import annotations
 from logging import Logger
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from invokeai_saas.plugins.markers import hookspec
 
@@ -62,6 +62,15 @@ def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
     For answering a stock route differently under the same contract (e.g. in fewer queries); the
     overriding route keeps the stock operation id, parameters and response model. A route without a
     stock counterpart is an error: add new routes with ``saas_routers``.
+    """
+
+
+@hookspec
+def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
+    """Adjust the FastAPI app once its routes are in place: exception handlers, middleware.
+
+    For behaviour that spans many stock routes (e.g. answering 503 whenever a backend outage is behind an
+    error) where overriding each route would copy upstream code. Called once per process.
     """
 
 

@@ -25,11 +25,14 @@ from invokeai.app.services.workflow_records.workflow_records_common import (
 )
 
 
-def _thumbnail_url(thumbnails: Any, record: WorkflowRecordDTO) -> str | None:
-    """Without a per-row query when the thumbnail service can use the record already read."""
+def _thumbnail_urls(thumbnails: Any, records: list[WorkflowRecordDTO]) -> dict[str, str | None]:
+    """Without a per-row query when the thumbnail service can use the records already read: the S3 storage
+    answers a whole page from one index query, the record-aware disk storage from the file system."""
+    if hasattr(thumbnails, "get_urls_for_records"):
+        return thumbnails.get_urls_for_records(records)
     if hasattr(thumbnails, "get_url_for_record"):
-        return thumbnails.get_url_for_record(record)
-    return thumbnails.get_url(record.workflow_id)
+        return {record.workflow_id: thumbnails.get_url_for_record(record) for record in records}
+    return {record.workflow_id: thumbnails.get_url(record.workflow_id) for record in records}
 
 
 list_workflows_router = APIRouter(prefix="/v1/workflows", tags=["workflows"])  # the stock router's own prefix
@@ -91,6 +94,7 @@ def list_workflows(
         is_public=is_public,
     )
     full_workflows = services.workflow_records.get_by_ids([w.workflow_id for w in workflows.items])
+    thumbnail_urls = _thumbnail_urls(services.workflow_thumbnails, list(full_workflows.values()))
     items: list[WorkflowRecordListItemWithThumbnailDTO] = []
     skipped_missing_workflows = 0
     for workflow in workflows.items:
@@ -110,7 +114,7 @@ def list_workflows(
             continue
         items.append(
             WorkflowRecordListItemWithThumbnailDTO(
-                thumbnail_url=_thumbnail_url(services.workflow_thumbnails, full_workflow),
+                thumbnail_url=thumbnail_urls.get(full_workflow.workflow_id),
                 call_saved_workflow_compatibility=compatibility,
                 **workflow.model_dump(),
             )

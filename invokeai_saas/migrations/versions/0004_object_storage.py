@@ -20,14 +20,15 @@ depends_on: str | Sequence[str] | None = None
 NOW = sa.text("clock_timestamp()")
 
 # Usage follows the index row by row: the usage row's lock serialises concurrent writers of one user, so the
-# totals are exact whatever the interleaving (no read-modify-write in Python).
+# totals are exact whatever the interleaving (no read-modify-write in Python). Bulk-download archives are
+# temporary copies of media already counted, so they do not count against the user.
 _USAGE_TRIGGER = """
 CREATE FUNCTION invokeai_saas_storage_usage() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.kind <> 'bulk_download' THEN
         UPDATE user_storage_usage SET bytes = bytes - OLD.bytes, objects = objects - 1 WHERE user_id = OLD.user_id;
     END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.kind <> 'bulk_download' THEN
         INSERT INTO user_storage_usage (user_id, bytes, objects) VALUES (NEW.user_id, NEW.bytes, 1)
         ON CONFLICT (user_id) DO UPDATE
             SET bytes = user_storage_usage.bytes + EXCLUDED.bytes, objects = user_storage_usage.objects + 1;

@@ -348,13 +348,32 @@ class S3ImageFileStorage(ImageFileStorageBase):
         thumbnail_size: int = 256,
         image_subfolder: str = "",
     ) -> None:
-        attempted: list[str] = []  # keys this call tried to write: a failed put may still have landed
-        existing: set[str] = set()
+        """Stock's entry point, called after the record is saved: the owner comes from the record."""
         try:
             self._local_path(image_name, False, image_subfolder)
             user_id = self._services.image_records.get_user_id(image_name)
             if user_id is None:
                 raise ImageRecordNotFoundException
+        except Exception as e:
+            raise ImageFileSaveException from e
+        self.save_for_owner(user_id, image, image_name, metadata, workflow, graph, thumbnail_size)
+
+    def save_for_owner(
+        self,
+        user_id: str,
+        image: PILImageType,
+        image_name: str,
+        metadata: str | None = None,
+        workflow: str | None = None,
+        graph: str | None = None,
+        thumbnail_size: int = 256,
+    ) -> None:
+        """``save`` for an image whose record does not exist yet: ``S3ImageService.create`` writes the objects
+        first, so no record ever names an image whose bytes are not in the bucket."""
+        attempted: list[str] = []  # keys this call tried to write: a failed put may still have landed
+        existing: set[str] = set()
+        try:
+            self._local_path(image_name, False, "")
             layout = self._storage.layout
             image_key = layout.image(user_id, image_name)
             thumbnail_key = layout.image_thumbnail(user_id, image_name)

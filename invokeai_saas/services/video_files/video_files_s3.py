@@ -90,16 +90,35 @@ class S3VideoFileStorage(VideoFileStorageBase):
         graph: str | None = None,
         first_frame: Image.Image | None = None,
     ) -> None:
-        """Upload the video, its thumbnail and (when there is anything to keep) its sidecar, indexing each object
-        as soon as S3 has it; then consume the source as stock's move does. Any failure removes what was written,
-        so ``VideoService.create`` can roll the record back without leaving objects behind."""
-        logger = InvokeAILogger.get_logger()
-        written: list[str] = []
+        """Stock's entry point, called after the record is saved: the owner comes from the record."""
         try:
             self._local_path(video_name, False, video_subfolder)  # stock's name checks, as stock's get_path in save
             user_id = self._invoker.services.video_records.get_user_id(video_name)
             if user_id is None:  # VideoService.create saves the record first; without one nobody owns the video
                 raise LookupError("no video record")
+        except Exception as e:
+            raise VideoFileSaveException from e
+        self.save_for_owner(user_id, source_path, video_name, thumbnail_size, metadata, workflow, graph, first_frame)
+
+    def save_for_owner(
+        self,
+        user_id: str,
+        source_path: Path,
+        video_name: str,
+        thumbnail_size: int = 256,
+        metadata: str | None = None,
+        workflow: str | None = None,
+        graph: str | None = None,
+        first_frame: Image.Image | None = None,
+    ) -> None:
+        """Upload the video, its thumbnail and (when there is anything to keep) its sidecar, indexing each object
+        as soon as S3 has it; then consume the source as stock's move does. Any failure removes what was written,
+        so the caller can roll its record back without leaving objects behind. ``S3VideoService.create`` calls
+        this before the record exists, so no record ever names a video whose bytes are not in the bucket."""
+        logger = InvokeAILogger.get_logger()
+        written: list[str] = []
+        try:
+            self._local_path(video_name, False, "")
             layout = self._storage.layout
             video_key = layout.video(user_id, video_name)
             thumbnail_key = layout.video_thumbnail(user_id, video_name)

@@ -1,0 +1,96 @@
+"""An object-store outage answers 503, whichever route met it.
+
+Stock routes turn every exception into an ``HTTPException`` (404 for media, 500 for uploads: "Failed to
+create image") or let it escape as a bare 500, so a user whose upload failed because S3 was down would
+be told the image is missing or the server is broken. The cause survives in the exception chain
+(``HTTPException.__context__`` → ``ImageFileSaveException.__cause__`` → ``ObjectStoreUnavailable``), so
+these handlers walk the chain and answer 503 with ``Retry-After`` and a short, fixed message when an
+outage is in it — nothing from the exception (keys, paths, endpoints, traces) reaches the response.
+Anything else is answered exactly as before: the app's previous ``HTTPException`` handler (FastAPI's
+JSON ``detail`` by default), and Starlette's plain ``Internal Server Error`` for unhandled errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from invokeai_saas.storage.object_store import ObjectStoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE_DETAIL = "Object storage is temporarily unavailable; nothing was lost. Try again."
+RETRY_AFTER_SECONDS = 5
+_MAX_CHAIN = 64  # exceptions inspected per chain: chains are short; this only bounds a pathological one
+
+Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
+
+
+def find_outage(error: BaseException | None) -> ObjectStoreUnavailable | None:
+    """The ``ObjectStoreUnavailable`` in ``error``'s cause/context chain (and exception groups), if any."""
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending and len(seen) < _MAX_CHAIN:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ObjectStoreUnavailable):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend((current.__context__, current.__cause__))
+    return None
+
+
+def unavailable_response() -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"detail": UNAVAILABLE_DETAIL},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+    )
+
+
+def _log(request: Request, outage: ObjectStoreUnavailable) -> None:
+    logger.warning("Object storage unavailable (%s) during %s %s", outage, request.method, request.url.path)
+
+
+async def _answer(previous: Handler, request: Request, error: Exception) -> Response:
+    result = previous(request, error)
+    return await result if isinstance(result, Awaitable) else result
+
+
+def install_object_store_error_handlers(app: FastAPI) -> None:
+    """Register the handlers; call before the app serves its first request (Starlette builds its middleware
+    stack, handlers included, on the first request)."""
+    previous_http: Handler = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
+    previous_unhandled: Handler | None = app.exception_handlers.get(Exception)
+
+    async def on_http_exception(request: Request, error: Exception) -> Response:
+        outage = find_outage(error)
+        if outage is None:
+            return await _answer(previous_http, request, error)
+        _log(request, outage)
+        return unavailable_response()
+
+    async def on_outage(request: Request, error: Exception) -> Response:
+        _log(request, error)  # type: ignore[arg-type]
+        return unavailable_response()
+
+    async def on_unhandled(request: Request, error: Exception) -> Response:
+        outage = find_outage(error)
+        if outage is not None:
+            _log(request, outage)
+            return unavailable_response()
+        if previous_unhandled is not None:
+            return await _answer(previous_unhandled, request, error)
+        return PlainTextResponse("Internal Server Error", status_code=500)
+
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(ObjectStoreUnavailable, on_outage)
+    app.add_exception_handler(Exception, on_unhandled)
