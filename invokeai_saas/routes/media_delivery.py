@@ -31,6 +31,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 
 from invokeai_saas.aws import s3_client
 from invokeai_saas.storage.context import ObjectStorage, get_object_storage
+from invokeai_saas.storage.object_cache import SmallObjectCache
 from invokeai_saas.storage.object_index import IndexedObject
 from invokeai_saas.storage.object_store import ObjectNotFound
 
@@ -131,11 +132,31 @@ def redirect_to_object(obj: IndexedObject, media_type: str, headers: Mapping[str
     return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
 
 
+_small_objects = SmallObjectCache()
+
+
+def cached_object(obj: IndexedObject, media_type: str, headers: Mapping[str, str]) -> Response | None:
+    """A small immutable object (a thumbnail, a small image) from this process's cache, fetched into it on a
+    miss; ``None`` for objects the cache does not take. Callers have already found the object in the index
+    and run stock's access check, so the cache never answers for deleted or forbidden media."""
+    if not _small_objects.accepts(obj.kind, obj.bytes):
+        return None
+    data = _small_objects.get(obj.object_key)
+    if data is None:
+        try:
+            data = object_storage().store.get_bytes(obj.object_key)
+        except ObjectNotFound:
+            raise HTTPException(status_code=404) from None
+        _small_objects.put(obj.object_key, data)
+    return Response(content=data, media_type=media_type, headers=dict(headers))
+
+
 def deliver(obj: IndexedObject, media_type: str, headers: Mapping[str, str]) -> Response:
-    """Stream or redirect, as configured."""
+    """Stream (small immutable objects from the cache) or redirect, as configured."""
     if redirect_enabled():
         return redirect_to_object(obj, media_type, headers)
-    return stream_object(obj, media_type, headers)
+    cached = cached_object(obj, media_type, headers)
+    return cached if cached is not None else stream_object(obj, media_type, headers)
 
 
 def head_object(obj: IndexedObject, media_type: str, headers: Mapping[str, str]) -> Response:
