@@ -120,6 +120,10 @@ def _on_dependencies_imported(module: ModuleType) -> None:
         api_dependencies_database.apply(module, get_engine(runtime.settings))
     api_dependencies_services.apply(module, runtime)
     api_dependencies_initialize.apply(module, runtime)
+    if runtime.settings.redis_url is not None and runtime.plugin_manager.has_plugin("redis_events"):
+        from invokeai_saas.patches import api_dependencies_events
+
+        api_dependencies_events.apply(module, runtime)
 
 
 def _on_api_app_imported(module: ModuleType) -> None:

@@ -1,1 +1,2 @@
-"""Events: the Redis connection now; the relay of InvokeAI events across processes comes with the workers."""
+"""Events: the Redis connection, and the relay that carries InvokeAI events between the processes of a deployment
+(``events_redis`` publishes, ``relay`` replays them through stock routing in each API process)."""

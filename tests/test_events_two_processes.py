@@ -1,0 +1,220 @@
+"""Live events across API processes: two real ``invokeai-web`` processes in saas mode on one PostgreSQL database and
+one Redis. A batch enqueued on A (run by whichever process claims it) must reach every browser connection exactly
+as stock would route it in one process: owner and admins get the full events once, in order, on either
+process; another user in the queue room gets only stock's redacted copies and none of the private events."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+
+from invokeai_saas.db import migrate
+from invokeai_saas.devstack import LocalStack
+from invokeai_saas.devstack.group import start_together
+from invokeai_saas.devstack.web import InvokeAIWebServer
+from tests.support.databases import create_database, drop_database
+from tests.support.invokeai import TEST_ENV, add_graph_batch, admin_token
+
+WAIT = 90.0
+QUEUE = "default"
+INSTALL_OUTCOMES = ("model_install_complete", "model_install_error")
+PRIVATE_INVOCATION_EVENTS = ("invocation_started", "invocation_progress", "invocation_complete", "invocation_error")
+
+
+@pytest.fixture(scope="module")
+def pair(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InvokeAIWebServer, ...]]:
+    """A deployment of its own: a fresh database and its own Redis database number (so its own event channel),
+    so no other suite's server claims these queue items or hears these events."""
+    name = f"events_{uuid.uuid4().hex[:10]}"
+    database_url = create_database(stack.postgres, name)
+    migrate.upgrade_url(database_url)
+    redis_url = stack.redis.url.rsplit("/", 1)[0] + "/6"
+    settings = {"enabled": True, "database_url": database_url, "redis_url": redis_url}
+    servers = tuple(
+        InvokeAIWebServer(tmp_path_factory.mktemp(f"events-{i}"), saas_settings=settings, env=dict(TEST_ENV))
+        for i in range(2)
+    )
+    start_together(list(servers), timeout=300)
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop(timeout=30)
+        drop_database(stack.postgres, name)
+
+
+def _user(base_url: str, admin: dict[str, str], email: str) -> tuple[str, str]:
+    """Create a non-admin user; returns (user_id, token)."""
+    password = "Events-user-password-42"
+    r = httpx.post(
+        f"{base_url}/api/v1/auth/users",
+        json={"email": email, "display_name": email.split("@")[0], "password": password},
+        headers=admin,
+        timeout=30,
+    )
+    assert r.status_code in (200, 201), r.text
+    r = httpx.post(f"{base_url}/api/v1/auth/login", json={"email": email, "password": password}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return str(body["user"]["user_id"]), str(body["token"])
+
+
+class Browser:
+    """A Socket.IO connection as the studio opens it (polling, gzip accepted, token in ``auth``), subscribed to the
+    queue room, recording every event it receives."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self._cond = threading.Condition()
+        self._client = socketio.Client(reconnection=False)
+        self._client.on("*", handler=self._record)
+        self._client.connect(
+            base_url,
+            socketio_path="/ws/socket.io",
+            transports=["polling"],
+            headers={"Accept-Encoding": "gzip"},
+            auth={"token": token},
+            wait_timeout=30,
+        )
+        # `call` waits for the server's acknowledgement, so the subscription is in place when it returns.
+        self._client.call("subscribe_queue", {"queue_id": QUEUE}, timeout=30)
+
+    def _record(self, event: str, data: Any) -> None:
+        with self._cond:
+            self.events.append((event, data))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[tuple[str, dict[str, Any]]]], bool]) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self.events), WAIT)
+
+    def named(self, name: str, item_id: int | None = None) -> list[dict[str, Any]]:
+        with self._cond:
+            return [d for n, d in self.events if n == name and (item_id is None or d.get("item_id") == item_id)]
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+
+def _completed(item_id: int) -> Callable[[list[tuple[str, dict[str, Any]]]], bool]:
+    return lambda events: any(
+        n == "queue_item_status_changed" and d["item_id"] == item_id and d["status"] == "completed" for n, d in events
+    )
+
+
+def _enqueue(base_url: str, token: str) -> tuple[str, int]:
+    r = httpx.post(
+        f"{base_url}/api/v1/queue/{QUEUE}/enqueue_batch",
+        json=add_graph_batch(),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return str(body["batch"]["batch_id"]), int(body["item_ids"][0])
+
+
+def test_events_reach_every_connection_once_as_stock_routes_them(pair: tuple[InvokeAIWebServer, ...]) -> None:
+    a, b = pair
+    admin = {"Authorization": f"Bearer {admin_token(a.url)}"}
+    owner_id, owner_token = _user(a.url, admin, f"owner-{uuid.uuid4().hex[:6]}@example.com")
+    _, other_token = _user(a.url, admin, f"other-{uuid.uuid4().hex[:6]}@example.com")
+
+    browsers = {
+        "owner@A": Browser(a.url, owner_token),
+        "owner@B": Browser(b.url, owner_token),
+        "admin@B": Browser(b.url, admin["Authorization"].removeprefix("Bearer ")),
+        "other@B": Browser(b.url, other_token),
+    }
+    try:
+        batch_id, item_id = _enqueue(a.url, owner_token)
+        for who, browser in browsers.items():
+            assert browser.wait_for(_completed(item_id)), f"{who} got no completed event: {browser.events}"
+        # Barrier: a second item from the same owner. Whichever process runs it, its events follow the first
+        # item's through the same path, so once it has completed everywhere no late copy of the first is pending.
+        _, barrier_item = _enqueue(a.url, owner_token)
+        for who, browser in browsers.items():
+            assert browser.wait_for(_completed(barrier_item)), f"{who} missed the barrier: {browser.events}"
+    finally:
+        for browser in browsers.values():
+            browser.close()
+
+    full_views = {who: browsers[who] for who in ("owner@A", "owner@B", "admin@B")}
+    reference = full_views["owner@A"].named("queue_item_status_changed", item_id)
+    statuses = [d["status"] for d in reference]
+    assert statuses[-1] == "completed" and statuses[0] in ("pending", "in_progress")
+    assert len(set(statuses)) == len(statuses), statuses  # no status twice
+    sequences = [d["status_sequence"] for d in reference]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    for who, browser in full_views.items():
+        changes = browser.named("queue_item_status_changed", item_id)
+        # The very event objects, whichever process emitted them and whichever path they took to this socket.
+        assert changes == reference, who
+        assert all(d["user_id"] == owner_id and d["batch_id"] == batch_id for d in changes), who
+        enqueued = [d for d in browser.named("batch_enqueued") if d["batch_id"] == batch_id]
+        assert len(enqueued) == 1 and enqueued[0]["user_id"] == owner_id, who  # emitted on A, seen on B too
+        for name in ("invocation_started", "invocation_complete"):
+            assert len(browser.named(name, item_id)) == 1, (who, name)
+        assert browser.named("invocation_complete", item_id)[0]["result"]["value"] == 5, who
+
+    other = browsers["other@B"]
+    redacted = other.named("queue_item_status_changed", item_id)
+    assert [d["status"] for d in redacted] == statuses
+    for d in redacted:
+        # Stock's sanitized companion (invokeai.app.api.sockets.SocketIO._handle_queue_event).
+        assert (d["user_id"], d["batch_id"], d["session_id"]) == ("redacted", "redacted", "redacted")
+        assert d["origin"] is None and d["destination"] is None and d["error_traceback"] is None
+        assert d["batch_status"]["batch_id"] == "redacted"
+        assert d["queue_status"]["item_id"] is None and d["queue_status"]["user_pending"] is None
+    other_enqueued = other.named("batch_enqueued")
+    assert len(other_enqueued) == 2  # the item and the barrier, each once, both redacted
+    assert all(d["user_id"] == "redacted" and d["batch_id"] == "redacted" for d in other_enqueued)
+    assert all(n not in PRIVATE_INVOCATION_EVENTS for n, _ in other.events)
+    assert owner_id not in repr(other.events) and batch_id not in repr(other.events)
+
+
+def test_model_manager_events_reach_admins_on_the_other_process(pair: tuple[InvokeAIWebServer, ...]) -> None:
+    """Stock hands its event service to the model installer before the dependency-swap hook runs; its events
+    (admin-only in stock) must be relayed too."""
+    a, b = pair
+    admin_bearer = admin_token(a.url)
+    admin = {"Authorization": f"Bearer {admin_bearer}"}
+    _, user_token = _user(a.url, admin, f"user-{uuid.uuid4().hex[:6]}@example.com")
+    not_a_model = a.root / f"not-a-model-{uuid.uuid4().hex[:6]}.safetensors"
+    not_a_model.write_bytes(b"\0" * 64)
+
+    admin_b, user_b = Browser(b.url, admin_bearer), Browser(b.url, user_token)
+    try:
+        r = httpx.post(
+            f"{a.url}/api/v2/models/install",
+            params={"source": str(not_a_model), "inplace": "true"},
+            json={},
+            headers=admin,
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+
+        def finished(events: list[tuple[str, dict[str, Any]]]) -> bool:
+            # Stock registers an unrecognised file as an "unknown" model; either outcome ends the job.
+            return any(n in INSTALL_OUTCOMES and d["id"] == job_id for n, d in events)
+
+        assert admin_b.wait_for(finished), admin_b.events
+        # Barrier, as above: a graph run on the same deployment, seen completed by both connections.
+        _, barrier_item = _enqueue(a.url, admin_bearer)
+        for browser in (admin_b, user_b):
+            assert browser.wait_for(_completed(barrier_item)), browser.events
+    finally:
+        admin_b.close()
+        user_b.close()
+
+    assert len([d for d in admin_b.named("model_install_started") if d["id"] == job_id]) == 1
+    outcomes = [n for n, d in admin_b.events if n in INSTALL_OUTCOMES and d["id"] == job_id]
+    assert len(outcomes) == 1, outcomes
+    assert not [n for n, _ in user_b.events if n.startswith("model_install")]
