@@ -21,6 +21,7 @@ from invokeai_saas.storage.object_index import StorageObjectIndex
 from invokeai_saas.storage.object_store import S3ObjectStore
 from tests.support.databases import build_template, fresh_database, stock_sqlite_database
 from tests.support.invokeai import ENTRY_POINT_PLUGIN_DIR, TEST_ENV
+from tests.support.servers import temporary_server
 
 os.environ.update(TEST_ENV)
 
@@ -60,14 +61,8 @@ def saas_web(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of its own for the behaviour suites, so they do not need the whole stack."""
-    data_dir = make_temp_data_dir("saas-test-pg-")
-    server = PostgresServer(data_dir, durable=False)
-    server.start()
-    try:
+    with temporary_server(lambda data_dir: PostgresServer(data_dir, durable=False), "saas-test-pg-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -99,15 +94,9 @@ STORAGE_TEST_BUCKET = "saas-storage-tests"
 @pytest.fixture(scope="session")
 def seaweed() -> Iterator[SeaweedS3Server]:
     """A SeaweedFS S3 server of its own for the storage suites (loopback only, telemetry off, credentials on)."""
-    data_dir = make_temp_data_dir("saas-test-s3-")
-    server = SeaweedS3Server(data_dir)
-    server.start()
-    try:
+    with temporary_server(SeaweedS3Server, "saas-test-s3-") as server:
         server.ensure_bucket(STORAGE_TEST_BUCKET)
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def object_storage_settings(seaweed: SeaweedS3Server, **overrides: object) -> SaasSettings:

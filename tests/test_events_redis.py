@@ -49,6 +49,7 @@ from invokeai_saas.events.events_redis import (
 )
 from invokeai_saas.events.relay import RedisEventRelay
 from invokeai_saas.plugins.builtin import redis_events
+from tests.support.servers import temporary_server
 
 WAIT = 30.0
 
@@ -56,14 +57,8 @@ WAIT = 30.0
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     """A Redis of this module's own, so restarting it disturbs no other suite."""
-    data_dir = make_temp_data_dir("saas-test-events-redis-")
-    server = RedisServer(data_dir, durable=False)
-    server.start()
-    try:
+    with temporary_server(lambda data_dir: RedisServer(data_dir, durable=False), "saas-test-events-redis-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _db_url(server: RedisServer, db: int) -> str:
