@@ -74,6 +74,12 @@ class StorageObjectIndex:
             rows = conn.execute(select(*_COLUMNS).where(so.c.kind == kind, so.c.name == any_(_text_array(names))))
             return {row.name: _object(tuple(row)) for row in rows}
 
+    def names_of_kind(self, kind: str) -> list[str]:
+        """Every indexed name of one kind (an index-only scan of ``ux_storage_objects_kind_name``); for kinds that
+        stay small, such as the shared model covers."""
+        with self._reads.connect() as conn:
+            return list(conn.execute(select(so.c.name).where(so.c.kind == kind)).scalars())
+
     def find_by_keys(self, object_keys: Sequence[str]) -> dict[str, IndexedObject]:
         if not object_keys:
             return {}

@@ -5,6 +5,7 @@ URLs and exceptions, keys under each owner's prefix, and exact storage usage in 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -210,6 +211,34 @@ def test_model_image_url_none_until_saved_and_overwrite_follows_new_size(
     urls = model_images.get_urls([MODEL_KEY, "ffffffffffffffffffffffffffffffff", "../escape", ""])
     assert urls[MODEL_KEY] is not None
     assert urls["ffffffffffffffffffffffffffffffff"] is None and urls["../escape"] is None and urls[""] is None
+
+
+def test_a_model_list_costs_one_index_query_and_sees_other_processes_covers(
+    model_images: S3ModelImageFileStorage,
+    object_storage: ObjectStorage,
+    invoker: Invoker,
+    pg_engine: Engine,
+    tmp_path: Path,
+) -> None:
+    """Stock's model list asks ``get_url`` per model: the answers come from one snapshot of the existing covers.
+    This process's own saves and deletes show at once; another process's once its snapshot is renewed."""
+    keys = [f"{i:032x}" for i in range(30)]
+    for key in keys[:3]:
+        model_images.save(picture(seed=1), key)
+    with count_statements(pg_engine) as log:
+        urls = [model_images.get_url(key) for key in keys]
+    assert log.count == 1
+    assert [url is not None for url in urls] == [True] * 3 + [False] * 27
+
+    other_process = started(S3ModelImageFileStorage(object_storage, tmp_path / "other", 0.2), invoker)
+    assert other_process.get_url(keys[3]) is None
+    model_images.save(picture(seed=2), keys[3])
+    assert model_images.get_url(keys[3]) is not None  # its own save: at once
+    assert other_process.get_url(keys[3]) is None  # the other process's snapshot is still the old one
+    time.sleep(0.3)
+    assert other_process.get_url(keys[3]) is not None
+    model_images.delete(keys[0])
+    assert model_images.get_url(keys[0]) is None
 
 
 def test_model_image_missing_behaves_as_stock(

@@ -7,6 +7,8 @@ request per model.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +29,11 @@ from invokeai_saas.storage.keys import InvalidObjectName
 from invokeai_saas.storage.object_store import ObjectNotFound
 from invokeai_saas.storage.small_images import delete_indexed, materialise, open_image, put_indexed, thumbnail_webp
 
+# Stock's model list asks ``get_url`` once per model. Covers are shared and few (at most one per installed model),
+# so the names of those that exist are read in one query and reused for this long: a cover another process saves
+# or deletes shows in this one's lists within this time, and this process's own saves and deletes show at once.
+COVER_SNAPSHOT_SECONDS = 2.0
+
 MODEL_IMAGES_OWNER = "system"
 """Whose usage the shared covers count against: no tenant owns a model."""
 
@@ -40,9 +47,28 @@ class S3ModelImageFileStorage(ModelImageFileStorageBase):
     a cover is one small request.
     """
 
-    def __init__(self, storage: ObjectStorage, cache_dir: Path) -> None:
+    def __init__(
+        self, storage: ObjectStorage, cache_dir: Path, cover_snapshot_seconds: float = COVER_SNAPSHOT_SECONDS
+    ) -> None:
         self._storage = storage
         self._cache_dir = cache_dir / "model_images"
+        self._snapshot_seconds = cover_snapshot_seconds
+        self._covers: tuple[float, frozenset[str]] | None = None
+        self._covers_lock = threading.Lock()
+
+    def _cover_names(self) -> frozenset[str]:
+        with self._covers_lock:
+            if self._covers is not None and time.monotonic() - self._covers[0] < self._snapshot_seconds:
+                return self._covers[1]
+        taken = time.monotonic()
+        names = frozenset(self._storage.index.names_of_kind(kinds.MODEL_IMAGE))
+        with self._covers_lock:
+            self._covers = (taken, names)
+        return names
+
+    def _forget_covers(self) -> None:
+        with self._covers_lock:
+            self._covers = None
 
     def start(self, invoker: Invoker) -> None:
         self._invoker = invoker
@@ -69,6 +95,8 @@ class S3ModelImageFileStorage(ModelImageFileStorageBase):
             put_indexed(self._storage, key, MODEL_IMAGES_OWNER, kinds.MODEL_IMAGE, model_key, thumbnail_webp(image))
         except Exception as e:
             raise ModelImageFileSaveException from e
+        finally:
+            self._forget_covers()
 
     def get_path(self, model_key: str) -> Path:
         """A local copy for stock's route. Like stock, a model without a cover still gets a path (of no file):
@@ -77,7 +105,14 @@ class S3ModelImageFileStorage(ModelImageFileStorageBase):
         return materialise(self._storage, key, self._cache_dir / (model_key + ".webp"))
 
     def get_url(self, model_key: str) -> str | None:
-        return self.get_urls([model_key])[model_key]
+        """From the snapshot of existing covers: a model list costs one index query, not one per model."""
+        try:
+            self._object_key(model_key)
+        except ModelImageFileNotFoundException:
+            return None
+        if model_key not in self._cover_names():
+            return None
+        return f"{self._invoker.services.urls.get_model_image_url(model_key)}?{uuid_string()}"
 
     def get_urls(self, model_keys: Sequence[str]) -> dict[str, str | None]:
         """``get_url`` for a whole model list with one index query. Bad keys get ``None`` as in stock, where one
@@ -107,3 +142,5 @@ class S3ModelImageFileStorage(ModelImageFileStorageBase):
             (self._cache_dir / (model_key + ".webp")).unlink(missing_ok=True)
         except Exception as e:
             raise ModelImageFileDeleteException from e
+        finally:
+            self._forget_covers()
