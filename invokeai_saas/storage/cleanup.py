@@ -134,13 +134,15 @@ class StorageCleanup:
                 ).rowcount
         report.purged_records += purged
 
-    def _record_exists(self, kind: str, name: str) -> bool:
+    def _existing_records(self, kind: str, names: list[str]) -> set[str]:
+        """Which of these names still have their record (one query per kind, not one per name)."""
         record = _record_table(kind)
-        if record is None:
-            return False
+        if record is None or not names:
+            return set()
         record_table, name_column = record
         with self._engine.connect() as conn:
-            return conn.execute(select(exists().where(record_table.c[name_column] == name))).scalar_one()
+            found = conn.execute(select(record_table.c[name_column]).where(record_table.c[name_column].in_(names)))
+            return set(found.scalars())
 
     def _finish_promises(self, report: CleanupReport, now: datetime) -> None:
         cutoff = now - self._grace
@@ -158,11 +160,15 @@ class StorageCleanup:
         if not keys:
             return
         indexed = self._storage.index.find_by_keys(list(keys))
+        names_by_kind: dict[str, list[str]] = {}
+        for obj in indexed.values():
+            names_by_kind.setdefault(obj.kind, []).append(obj.name)
+        alive = {kind: self._existing_records(kind, names) for kind, names in names_by_kind.items()}
         to_delete: list[str] = []
         to_drop: list[str] = []
         for key in keys:
             obj = indexed.get(key)
-            if obj is not None and obj.kind != kinds.BULK_DOWNLOAD and self._record_exists(obj.kind, obj.name):
+            if obj is not None and obj.name in alive.get(obj.kind, set()):
                 to_drop.append(key)
             else:
                 to_delete.append(key)
@@ -209,15 +215,8 @@ class StorageCleanup:
     def _delete_unindexed(self, report: CleanupReport, now: datetime) -> None:
         store = self._storage.store
         cutoff = now - self._grace
-        paginator = store.client.get_paginator("list_objects_v2")
-        prefix = self._storage.layout.prefix
-        try:
-            pages = list(paginator.paginate(Bucket=store.bucket, Prefix=prefix))
-        except Exception as error:  # botocore errors: classify through the store's rules
-            raise ObjectStoreUnavailable(type(error).__name__) from error
-        for page in pages:
-            listed = [item for item in page.get("Contents", []) if item["LastModified"] < cutoff]
-            keys = [item["Key"] for item in listed]
+        for page in store.list_pages(self._storage.layout.prefix):
+            keys = [item["Key"] for item in page if item["LastModified"] < cutoff]
             if not keys:
                 continue
             known = self._storage.index.find_by_keys(keys)

@@ -144,6 +144,18 @@ class S3ObjectStore:
             return False
         return True
 
+    def list_pages(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
+        """The objects under ``prefix``, a page (up to 1,000 entries) at a time, fetched as they are consumed."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                yield list(page.get("Contents", []))
+        except (ClientError, BotoCoreError) as error:
+            classified = _classify(error)
+            if classified is error:
+                raise
+            raise classified from error
+
     def delete(self, key: str) -> None:
         """Idempotent: deleting a missing key succeeds (S3 semantics)."""
         self._call("delete_object", Key=key)
