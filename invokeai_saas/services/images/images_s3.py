@@ -99,7 +99,13 @@ class S3ImageService(BatchedImageService):
 
     def _discard_objects(self, image_name: str) -> None:
         services: Any = self._services_invoker.services
-        try:
-            services.image_files.delete(image_name)
-        except Exception as e:  # the cleanup pass removes record-less objects later
-            services.logger.warning(f"Could not remove the objects of an image whose record failed: {str(e)}")
+        discard_objects(services.image_files, services.logger, image_name, "an image")
+
+
+def discard_objects(files: Any, logger: Any, media_name: str, what: str) -> None:
+    """Delete the objects written for media whose record could not be saved (images and videos alike); if even
+    that fails, the cleanup pass removes them later, since they have no record."""
+    try:
+        files.delete(media_name)
+    except Exception as e:
+        logger.warning(f"Could not remove the objects of {what} whose record failed: {str(e)}")

@@ -24,7 +24,7 @@ from invokeai.app.services.video_records.video_records_common import VideoRecord
 from invokeai.app.services.videos.videos_common import VideoDTO
 from PIL import Image
 
-from invokeai_saas.services.images.images_s3 import SYSTEM_OWNER
+from invokeai_saas.services.images.images_s3 import SYSTEM_OWNER, discard_objects
 from invokeai_saas.services.videos.videos_batched import BatchedVideoService
 
 
@@ -104,7 +104,4 @@ class S3VideoService(BatchedVideoService):
 
     def _discard_objects(self, video_name: str) -> None:
         services: Any = self._services_invoker.services
-        try:
-            services.video_files.delete(video_name)
-        except Exception as e:  # the cleanup pass removes record-less objects later
-            services.logger.warning(f"Could not remove the objects of a video whose record failed: {str(e)}")
+        discard_objects(services.video_files, services.logger, video_name, "a video")
