@@ -9,6 +9,7 @@ Everything else is a bug and propagates unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,18 @@ def _classify(error: Exception) -> Exception:
     return error
 
 
+@contextmanager
+def _classified() -> Iterator[None]:
+    """Re-raise boto3's errors as the two that mean something here; any other error propagates unchanged."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as error:
+        classified = _classify(error)
+        if classified is error:
+            raise
+        raise classified from error
+
+
 @dataclass(frozen=True)
 class ObjectRange:
     data: bytes
@@ -77,13 +90,8 @@ class S3ObjectStore:
         self.client = client if client is not None else s3_client(settings)
 
     def _call(self, method: str, **kwargs: Any) -> Any:
-        try:
+        with _classified():
             return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
-        except (ClientError, BotoCoreError) as error:
-            classified = _classify(error)
-            if classified is error:
-                raise
-            raise classified from error
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self._call("put_object", Key=key, Body=data, ContentType=content_type)
@@ -91,12 +99,10 @@ class S3ObjectStore:
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         """Large files (videos, archives) without reading them into memory; multipart above boto3's threshold."""
         try:
-            self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
-        except (ClientError, BotoCoreError) as error:
-            classified = _classify(error)
-            if classified is error:
-                raise
-            raise classified from error
+            with _classified():
+                self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
+        except (ObjectNotFound, ObjectStoreUnavailable, ClientError, BotoCoreError):
+            raise
         except Exception as error:  # boto3's S3UploadFailedError wraps the ClientError
             cause = error.__cause__ or error.__context__
             if isinstance(cause, (ClientError, BotoCoreError)):
@@ -147,14 +153,9 @@ class S3ObjectStore:
     def list_pages(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
         """The objects under ``prefix``, a page (up to 1,000 entries) at a time, fetched as they are consumed."""
         paginator = self.client.get_paginator("list_objects_v2")
-        try:
+        with _classified():
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 yield list(page.get("Contents", []))
-        except (ClientError, BotoCoreError) as error:
-            classified = _classify(error)
-            if classified is error:
-                raise
-            raise classified from error
 
     def delete(self, key: str) -> None:
         """Idempotent: deleting a missing key succeeds (S3 semantics)."""
