@@ -65,6 +65,8 @@ def _activate() -> SaasRuntime | None:
         _require_migrated_database(settings)
     if settings.s3_bucket is not None:
         _require_object_storage_prerequisites(settings, getattr(invokeai_config, "image_subfolder_strategy", "flat"))
+    if settings.sqs_active:
+        _require_dispatch_prerequisites(settings)
 
     from invokeai_saas.patches import config_multiuser
 
@@ -105,6 +107,16 @@ def _require_object_storage_prerequisites(settings: SaasSettings, subfolder_stra
             f"image_subfolder_strategy is '{subfolder_strategy}'; with S3 media it must be 'flat' "
             "(set image_subfolder_strategy: flat in invokeai.yaml)"
         )
+
+
+def _require_dispatch_prerequisites(settings: SaasSettings) -> None:
+    """With SQS, graphs run on workers: the queue, claims and leases live in PostgreSQL, and Redis carries the
+    workers' events to browsers and cancellations to workers. Without either, items would never run or never
+    be seen, so the server refuses to start."""
+    if settings.database_url is None:
+        _refuse("SQS dispatch needs database_url: queue items, claims and leases live in PostgreSQL")
+    if settings.redis_url is None:
+        _refuse("SQS dispatch needs redis_url: workers' events and cancellations travel through Redis")
 
 
 def _on_dependencies_imported(module: ModuleType) -> None:

@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_arguments(user_parser)
     user_parser.set_defaults(handler=users.run)
 
+    from invokeai_saas.commands import worker
+
+    worker_parser = commands.add_parser("worker", help="run queue items dispatched over SQS (a GPU worker process)")
+    worker.add_arguments(worker_parser)
+    worker_parser.set_defaults(handler=worker.run)
+
     settings_parser = commands.add_parser("settings", help="list every saas setting with its default")
     settings_parser.set_defaults(handler=_settings)
     return parser

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "INVOKEAI_SAAS_"
@@ -73,6 +73,38 @@ class SaasSettings(BaseSettings):
     sqs_queue_prefix: str = Field(default="invokeai-saas", description="Prefix of the SQS queue names.")
     sqs_access_key_id: str | None = Field(default=None, description="SQS access key. Unset: the AWS default chain.")
     sqs_secret_access_key: SecretStr | None = Field(default=None, description="SQS secret key.")
+    sqs_visibility_timeout: int = Field(
+        default=60,
+        ge=10,
+        le=43200,
+        description="Seconds a received dispatch message stays hidden; a running worker extends it on every beat.",
+    )
+    sqs_max_receives: int = Field(
+        default=5, ge=2, le=1000, description="Receives after which SQS moves a message to the dead-letter queue."
+    )
+
+    # Scheduling and workers (with SQS)
+    scheduling_tiers: int = Field(
+        default=3, ge=1, le=10, description="Number of priority tiers (0 = lowest); one SQS queue each."
+    )
+    default_tier: int = Field(default=0, ge=0, description="Tier of users without a scheduling row (plans set it).")
+    max_running_per_user: int | None = Field(
+        default=2, ge=1, description="Items one user may have running at once (plans override it). Unset: no cap."
+    )
+    worker_heartbeat_seconds: float = Field(
+        default=2.0, gt=0, description="How often a worker beats: registry row, lease renewal, message visibility."
+    )
+    worker_lease_seconds: float = Field(
+        default=20.0, gt=0, description="How long a claim stays valid without a beat before the item is taken over."
+    )
+    worker_lost_item_reruns: int = Field(
+        default=1, ge=0, description="Times an item whose worker died is run again before it fails (0: fail)."
+    )
+    worker_drain_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long a worker lets its current item finish before handing it back to the queue.",
+    )
 
     # Billing (Stripe)
     stripe_api_key: SecretStr | None = Field(default=None, description="Stripe secret key. Unset: billing off.")
@@ -99,6 +131,14 @@ class SaasSettings(BaseSettings):
     @property
     def sqs_active(self) -> bool:
         return self.sqs_enabled or self.sqs_endpoint_url is not None
+
+    @model_validator(mode="after")
+    def _consistent_scheduling(self) -> SaasSettings:
+        if self.default_tier >= self.scheduling_tiers:
+            raise ValueError(f"default_tier must be below scheduling_tiers ({self.scheduling_tiers})")
+        if self.worker_lease_seconds < 3 * self.worker_heartbeat_seconds:
+            raise ValueError("worker_lease_seconds must be at least three heartbeats (worker_heartbeat_seconds)")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -57,3 +57,24 @@ def current_runtime() -> SaasRuntime:
     if _runtime is None:
         raise RuntimeError("saas mode is not active in this process")
     return _runtime
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """Set by ``invokeai-saas worker`` before InvokeAI's services are built: the plugins then build a worker's
+    services (the claiming session queue) instead of an API process's (the dispatching one)."""
+
+    worker_id: str
+    tiers: tuple[int, ...]
+
+
+_worker_role: WorkerRole | None = None
+
+
+def set_worker_role(role: WorkerRole | None) -> None:
+    global _worker_role
+    _worker_role = role
+
+
+def worker_role() -> WorkerRole | None:
+    return _worker_role

@@ -124,3 +124,11 @@ def object_storage(pg_engine: Engine, seaweed: SeaweedS3Server) -> ObjectStorage
         layout=KeyLayout(settings.s3_prefix),
         settings=settings,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random SD 1.x model (diffusers format), built once per run, for real txt2img graphs on the CPU."""
+    from tests.support.tiny_sd import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd") / "tiny-sd15")

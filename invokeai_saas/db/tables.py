@@ -34,6 +34,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     Table,
     Text,
     text,
@@ -315,6 +316,12 @@ session_queue = Table(
     Column("parent_session_id", Text, index=True),
     Column("root_item_id", BigInteger, index=True),
     Column("workflow_call_depth", Integer, index=True),
+    # Distributed execution (revision 0005): not in stock. The scheduling tier fixed at enqueue, how many times
+    # a worker claimed the item, and the worker a workflow-call chain is pinned to (its intermediates live on
+    # that worker's disk). The lease itself is in ``session_queue_leases``.
+    Column("dispatch_tier", SmallInteger, nullable=False, server_default=text("0")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("pinned_worker_id", Text),
     Index("ix_session_queue_round_robin_pending", "status", "user_id", text("priority DESC"), "item_id"),
     Index(None, "user_id", "started_at"),
     # Dequeue looks only at pending rows of a queue: a partial index stays small however long the history.
@@ -451,4 +458,71 @@ storage_pending_deletes = Table(
     metadata,
     Column("object_key", Text, primary_key=True),
     _created_at(),
+)
+
+
+# --- Distributed execution (revision 0005): not in stock ---------------------------------------------------------
+# The claim a worker holds on a running item: whose it is, until when (renewed by the worker's heartbeat), and
+# the claim's fencing token (every write the worker makes about the item is conditional on it, so a worker that
+# lost its lease cannot overwrite the item's next run). A table of its own so renewals every few seconds neither
+# touch the queue row's ``updated_at`` nor contend with its status transitions. Deleted when the run ends.
+session_queue_leases = Table(
+    "session_queue_leases",
+    metadata,
+    Column("item_id", BigInteger, ForeignKey("session_queue.item_id", ondelete="CASCADE"), primary_key=True),
+    Column("worker_id", Text, nullable=False, index=True),
+    Column("claim_token", Text, nullable=False),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Every worker process registers here and beats every few seconds, so admins and autoscalers see the fleet: what
+# runs where, on which device, and which workers stopped beating (dead ones are recognised by ``last_beat_at``).
+workers = Table(
+    "saas_workers",
+    metadata,
+    Column("worker_id", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("device", Text, nullable=False),
+    Column("gpu_name", Text),
+    Column("gpu_memory_bytes", BigInteger),
+    Column("tiers", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("current_item_id", BigInteger),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("last_beat_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("stopped_at", DateTime(timezone=True)),
+    Index(None, "last_beat_at"),
+)
+
+# One row: whether the processor is paused. Pause and resume apply to every worker, whichever API process
+# received the request, and survive restarts of either side.
+fleet_state = Table(
+    "saas_fleet_state",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    _updated_at(),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+# Per-user scheduling: the tier a user's items are dispatched in (higher starts first) and how many of the
+# user's items may run at once. Plans write these; users without a row get the configured defaults.
+user_scheduling = Table(
+    "user_scheduling",
+    metadata,
+    Column("user_id", Text, ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True),
+    Column("tier", SmallInteger, nullable=False, server_default=text("0")),
+    Column("max_running", Integer),
+    CheckConstraint("max_running IS NULL OR max_running >= 1", name="max_running_positive"),
+)
+
+# Dispatch messages set aside because every pending item of their tier belonged to a user at their running
+# cap: one count per tier, given back as new messages when a running item ends (see the worker queue).
+dispatch_parked = Table(
+    "dispatch_parked",
+    metadata,
+    Column("tier", SmallInteger, primary_key=True),
+    Column("tokens", Integer, nullable=False, server_default=text("0")),
+    CheckConstraint("tokens >= 0", name="tokens_not_negative"),
 )

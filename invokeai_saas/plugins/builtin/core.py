@@ -1,4 +1,5 @@
-"""The core plugin: the saas routes every deployment has (health)."""
+"""The core plugin: what every saas deployment has (the health route, the refusal of stock routes a hosted
+service must not serve)."""
 
 from __future__ import annotations
 
@@ -12,3 +13,10 @@ from invokeai_saas.plugins.markers import hookimpl
 @hookimpl
 def saas_routers(saas_config: SaasSettings) -> list[APIRouter]:
     return [health_router]
+
+
+@hookimpl
+def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
+    from invokeai_saas.routes.refused_routes import refusal_overrides  # imports stock routers: only at app import
+
+    return refusal_overrides(saas_config)

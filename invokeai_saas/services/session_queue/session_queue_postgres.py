@@ -282,10 +282,43 @@ class PostgresSessionQueue(SessionQueueBase):
             select(func.count()).select_from(sq).where(sq.c.queue_id == queue_id, sq.c.status == "pending")
         ).scalar_one()
 
-    def _insert_values(self, conn: Connection, values: Sequence[ValueToInsertTuple]) -> None:
-        """Insert upstream-prepared value tuples; psycopg batches them into multi-row statements."""
-        if values:
-            conn.execute(insert(sq), [dict(zip(_VALUE_TUPLE_COLUMNS, value, strict=True)) for value in values])
+    def _insert_values(self, conn: Connection, values: Sequence[ValueToInsertTuple]) -> list[Row[Any]]:
+        """Insert upstream-prepared value tuples (psycopg batches them into multi-row statements); returns each
+        new row's ``item_id, user_id, queue_id, dispatch_tier``, for ``_dispatch_new`` once committed."""
+        if not values:
+            return []
+        rows = [dict(zip(_VALUE_TUPLE_COLUMNS, value, strict=True)) for value in values]
+        extras = self._insert_extras(conn, {str(row["user_id"]) for row in rows})
+        for row in rows:
+            row.update(extras.get(str(row["user_id"]), {}))
+        return list(
+            conn.execute(
+                insert(sq).returning(
+                    sq.c.item_id, sq.c.user_id, sq.c.queue_id, sq.c.dispatch_tier, sort_by_parameter_order=True
+                ),
+                rows,
+            ).all()
+        )
+
+    # Extension points for distributed execution (``DispatchingSessionQueue``, ``WorkerSessionQueue``). Here,
+    # where the API process runs graphs itself, new items need no extra columns and no dispatch, and every
+    # write about an item is unconditional.
+
+    def _insert_extras(self, conn: Connection, user_ids: set[str]) -> dict[str, dict[str, Any]]:
+        """Extra column values for new items, per owner (inside the inserting transaction)."""
+        return {}
+
+    def _dispatch_new(self, rows: Sequence[Row[Any]]) -> None:
+        """Called after the transaction that inserted ``rows`` (see ``_insert_values``) committed."""
+        return None
+
+    def _workflow_call_child_columns(self, parent_queue_item: SessionQueueItem) -> dict[str, Any]:
+        """Extra column values for a workflow-call child."""
+        return {}
+
+    def _write_guard(self, item_id: int) -> list[ColumnElement[bool]]:
+        """Extra conditions on every write about ``item_id`` (a worker's claim fence)."""
+        return []
 
     def _fetch_item(self, conn: Connection, item_id: int) -> SessionQueueItem:
         row = conn.execute(_item_select().where(sq.c.item_id == item_id)).one_or_none()
@@ -337,7 +370,7 @@ class PostgresSessionQueue(SessionQueueBase):
 
         moved = (
             update(sq)
-            .where(sq.c.item_id == item_id, sq.c.status.not_in(TERMINAL_STATUSES))
+            .where(sq.c.item_id == item_id, sq.c.status.not_in(TERMINAL_STATUSES), *self._write_guard(item_id))
             .values(
                 status=status,
                 status_sequence=func.coalesce(sq.c.status_sequence, 0) + 1,
@@ -511,7 +544,13 @@ class PostgresSessionQueue(SessionQueueBase):
             ).all()
         return _group_by_user(rows)
 
-    def _claim_candidate(self, conn: Connection, round_robin: bool) -> Row[Any] | None:
+    def _claim_candidate(
+        self,
+        conn: Connection,
+        round_robin: bool,
+        eligible: Sequence[ColumnElement[bool]] = (),
+        tier_first: bool = False,
+    ) -> Row[Any] | None:
         """Lock the next item to serve (``FOR UPDATE SKIP LOCKED``): rows another dequeuer is claiming are
         skipped, not waited for, and a row claimed since this statement's snapshot fails the re-checked
         ``status = 'pending'`` and is skipped too.
@@ -525,12 +564,18 @@ class PostgresSessionQueue(SessionQueueBase):
         sends its user to the back). That is what SKIP LOCKED needs: a dequeuer that finds user A's item
         being claimed by another worker takes user B's next — what stock would serve next — rather than
         returning nothing while work is pending.
+
+        Workers narrow the pending rows with ``eligible`` (their tiers, users under their running cap, no
+        chain pinned elsewhere) and serve the highest scheduling tier first (``tier_first``), stock's order
+        applying within a tier.
         """
+        pending = (sq.c.status == "pending", *eligible)
+        tiers = (sq.c.dispatch_tier.desc(),) if tier_first else ()
         if not round_robin:
             return conn.execute(
                 select(sq.c.item_id, sq.c.user_id, sq.c.priority)
-                .where(sq.c.status == "pending")
-                .order_by(sq.c.priority.desc(), sq.c.item_id)
+                .where(*pending)
+                .order_by(*tiers, sq.c.priority.desc(), sq.c.item_id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
             ).one_or_none()
@@ -544,11 +589,11 @@ class PostgresSessionQueue(SessionQueueBase):
                 .over(partition_by=sq.c.user_id, order_by=per_user_order)
                 .label("best_item_id"),
             )
-            .where(sq.c.status == "pending")
+            .where(*pending)
             .subquery("ranked")
         )
         # One MAX(started_at) seek per user with pending work (ix_session_queue_user_id_started_at), as stock.
-        pending_users = select(sq.c.user_id).where(sq.c.status == "pending").distinct().subquery("pending_users")
+        pending_users = select(sq.c.user_id).where(*pending).distinct().subquery("pending_users")
         served = sq.alias("served")
         turns = select(
             pending_users.c.user_id,
@@ -563,8 +608,8 @@ class PostgresSessionQueue(SessionQueueBase):
             select(sq.c.item_id, sq.c.user_id, sq.c.priority)
             .join(ranked, ranked.c.item_id == sq.c.item_id)
             .join(turns, turns.c.user_id.is_not_distinct_from(ranked.c.user_id))
-            .where(sq.c.status == "pending")
-            .order_by(ranked.c.user_rank, turns.c.last_served, ranked.c.best_item_id, sq.c.item_id)
+            .where(*pending)
+            .order_by(*tiers, ranked.c.user_rank, turns.c.last_served, ranked.c.best_item_id, sq.c.item_id)
             .limit(1)
             .with_for_update(of=sq, skip_locked=True)
         ).one_or_none()
@@ -635,12 +680,13 @@ class PostgresSessionQueue(SessionQueueBase):
                 max_new_queue_items=max_queue_size - current_size,
                 user_id=user_id,
             )
-            self._insert_values(conn, values_to_insert)
+            inserted = self._insert_values(conn, values_to_insert)
             item_ids = list(
                 conn.execute(
                     select(sq.c.item_id).where(sq.c.batch_id == batch.batch_id).order_by(sq.c.item_id.desc())
                 ).scalars()
             )
+        self._dispatch_new(inserted)
         enqueue_result = EnqueueBatchResult(
             queue_id=queue_id,
             requested=requested_count,
@@ -670,28 +716,35 @@ class PostgresSessionQueue(SessionQueueBase):
             if candidate is None:
                 return None
             chosen_id = self._affinity_choice(conn, candidate, resident_keys)
-            claimed = (
-                update(sq)
-                .where(sq.c.item_id == chosen_id, sq.c.status.not_in(TERMINAL_STATUSES))
-                .values(
-                    status="in_progress",
-                    status_sequence=func.coalesce(sq.c.status_sequence, 0) + 1,
-                    error_type=None,
-                    error_message=None,
-                    error_traceback=None,
-                    device=func.coalesce(literal(device, Text), sq.c.device),
-                )
-                .returning(*sq.c)
-                .cte("claimed")
-            )
-            row = conn.execute(
-                select(
-                    claimed, users.c.display_name.label("user_display_name"), users.c.email.label("user_email")
-                ).select_from(claimed.outerjoin(users, users.c.user_id == claimed.c.user_id))
-            ).one()
+            row = self._claim_row(conn, chosen_id, device)
+        assert row is not None  # the candidate row is locked by this transaction
         queue_item = _item_from_row(row)
         self._emit_status_changed(queue_item)
         return queue_item
+
+    @staticmethod
+    def _claim_row(conn: Connection, item_id: int, device: str | None, **values: Any) -> Row[Any] | None:
+        """Flip ``item_id`` to ``in_progress`` (with ``values``) unless it finished; the full row, or None."""
+        claimed = (
+            update(sq)
+            .where(sq.c.item_id == item_id, sq.c.status.not_in(TERMINAL_STATUSES))
+            .values(
+                status="in_progress",
+                status_sequence=func.coalesce(sq.c.status_sequence, 0) + 1,
+                error_type=None,
+                error_message=None,
+                error_traceback=None,
+                device=func.coalesce(literal(device, Text), sq.c.device),
+                **values,
+            )
+            .returning(*sq.c)
+            .cte("claimed")
+        )
+        return conn.execute(
+            select(
+                claimed, users.c.display_name.label("user_display_name"), users.c.email.label("user_email")
+            ).select_from(claimed.outerjoin(users, users.c.user_id == claimed.c.user_id))
+        ).one_or_none()
 
     def get_next(self, queue_id: str) -> SessionQueueItem | None:
         with self._reads.connect() as conn:
@@ -922,8 +975,13 @@ class PostgresSessionQueue(SessionQueueBase):
         session_json = session.model_dump_json(warnings=False, exclude_none=True)
         with self._engine.begin() as conn:
             updated = conn.execute(
-                update(sq).where(sq.c.item_id == item_id).values(session=session_json).returning(sq.c.item_id)
+                update(sq)
+                .where(sq.c.item_id == item_id, *self._write_guard(item_id))
+                .values(session=session_json)
+                .returning(sq.c.item_id)
             ).one_or_none()
+        if updated is None and self._write_guard(item_id):
+            return  # this worker's claim was taken over: the item's next run owns the session now
         if updated is None:
             raise SessionQueueItemNotFoundError(f"No queue item with id {item_id}")
 
@@ -1162,6 +1220,7 @@ class PostgresSessionQueue(SessionQueueBase):
                     root_item_id=root_item_id,
                     workflow_call_depth=workflow_call_execution.depth,
                     status="pending",
+                    **self._workflow_call_child_columns(parent_queue_item),
                 )
                 .returning(*sq.c)
                 .cte("inserted")
@@ -1262,7 +1321,8 @@ class PostgresSessionQueue(SessionQueueBase):
                 values_to_insert.append(self._retry_values(root_queue_item))
                 if len(values_to_insert) >= max_new_queue_items:
                     break
-            self._insert_values(conn, values_to_insert)
+            inserted = self._insert_values(conn, values_to_insert)
+        self._dispatch_new(inserted)
 
         retry_result = RetryItemsResult(queue_id=queue_id, retried_item_ids=retried_root_item_ids)
         self._invoker.services.events.emit_queue_items_retried(

@@ -1,0 +1,1 @@
+"""Dispatch of runnable queue items to worker processes (SQS)."""

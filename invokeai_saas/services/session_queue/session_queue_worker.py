@@ -1,0 +1,381 @@
+"""The session queue of a worker process: ``dequeue`` takes a dispatch message and claims an item for it.
+
+Stock's ``DefaultSessionProcessor`` runs unchanged in the worker and calls ``dequeue`` whenever it is free, so
+this is the one place where SQS, the claim and the lease meet:
+
+1. **The previous item ended** (the processor only asks again when it did): its lease is dropped; its message
+   is deleted unless its workflow-call chain goes on here, and one parked message of its tier is handed out
+   again, since its owner now has one item fewer running.
+2. **Chain first**: items pinned to this worker (a workflow-call child, or the parent resumed after it) are
+   claimed under the message the chain started with; their intermediates are on this worker's disk.
+3. **Otherwise a message**: received highest tier first, then the claim, one transaction under a
+   deployment-wide advisory lock: the next item in stock's round-robin order among this worker's tiers (the
+   message's tier and below, highest tier first), owners at their running cap skipped. Messages are
+   interchangeable within a tier, so a duplicate or stale message claims nothing (deleted) or the next item,
+   whose own message later claims nothing; no item is claimed twice (the claim is conditional on ``pending``).
+   When every pending item belongs to a capped owner, the message is parked (a count per tier) and deleted.
+4. **The claim is a lease**: a row in ``session_queue_leases`` with a fencing token; every write this worker makes
+   about the item (status transitions, the session) is conditional on it, so after the reaper took the item over
+   a late write from here changes nothing. The worker's beat renews the lease and the message's visibility.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from invokeai.app.services.invoker import Invoker
+from invokeai.app.services.session_queue.session_queue_common import (
+    SessionQueueItem,
+    SessionQueueItemNotFoundError,
+)
+from sqlalchemy import Connection, Engine, delete, exists, func, not_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from invokeai_saas.config import SaasSettings
+from invokeai_saas.db.tables import dispatch_parked
+from invokeai_saas.dispatch.fleet import FleetState
+from invokeai_saas.dispatch.sqs_dispatch import DispatchToken, DispatchUnavailable, SqsDispatcher
+from invokeai_saas.services.session_queue.session_queue_dispatching import (
+    DispatchingSessionQueue,
+    _seconds,
+    leases,
+    running_count_exceeds,
+)
+from invokeai_saas.services.session_queue.session_queue_postgres import TERMINAL_STATUSES, _item_from_row, sq
+
+logger = logging.getLogger("invokeai_saas.worker")
+
+# Claims are serialised across the deployment: the running-cap check and the claim must be one atomic step.
+_CLAIM_LOCK = "invokeai_saas.dispatch.claim"
+
+
+@dataclass
+class Claim:
+    """An item this worker runs, under which message, with which fencing token."""
+
+    item_id: int
+    claim_token: str
+    token: DispatchToken | None
+    tier: int
+
+
+@dataclass
+class _Slot:
+    """One processing thread's state: the message it holds and the item it runs."""
+
+    token: DispatchToken | None = None
+    claim: Claim | None = None
+
+
+class WorkerSessionQueue(DispatchingSessionQueue):
+    def __init__(
+        self, engine: Engine, dispatcher: SqsDispatcher, settings: SaasSettings, worker_id: str, tiers: Sequence[int]
+    ) -> None:
+        super().__init__(engine, dispatcher, settings)
+        self.worker_id = worker_id
+        self.tiers = sorted(set(tiers), reverse=True)
+        self._slots: dict[int, _Slot] = {}
+        self._fences: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._draining = threading.Event()
+        self._paused = threading.Event()
+
+    def start(self, invoker: Invoker) -> None:
+        """Stock's start, and the fleet's pause switch as it is now (a worker started while the fleet is paused
+        takes no work until resume)."""
+        super().start(invoker)
+        self.set_paused(FleetState(self._reads).is_paused())
+
+    def set_paused(self, paused: bool) -> None:
+        """The fleet's pause switch, read by the worker on every beat: while paused no message is taken (the
+        running item, and its workflow-call chain, finish), as stock's pause."""
+        if paused:
+            self._paused.set()
+        else:
+            self._paused.clear()
+
+    # region dequeue
+
+    def dequeue(self, device: str | None = None) -> SessionQueueItem | None:
+        slot = self._slot()
+        if slot.claim is not None:
+            self._finish(slot)
+        if slot.token is not None:
+            item = self._claim_pinned(slot, device)
+            if item is not None:
+                return item
+            self._drop_token(slot)
+        if self._draining.is_set() or self._paused.is_set():
+            return None
+        while True:
+            try:
+                token = self.dispatcher.receive(self.tiers)
+            except DispatchUnavailable as e:
+                logger.warning(f"{e}; trying again")
+                return None
+            if token is None:
+                return None
+            if token.tier not in self.tiers:
+                continue
+            item = self._claim_for(slot, token, device)
+            if item is not None:
+                return item
+
+    def _slot(self) -> _Slot:
+        with self._lock:
+            return self._slots.setdefault(threading.get_ident(), _Slot())
+
+    def _claim_for(self, slot: _Slot, token: DispatchToken, device: str | None) -> SessionQueueItem | None:
+        """Claim the next item this message may start; delete (or park) the message when there is none."""
+        config = self._invoker.services.configuration
+        round_robin = config.multiuser and config.session_queue_mode == "round_robin"
+        eligible = [
+            sq.c.pinned_worker_id.is_(None),
+            sq.c.dispatch_tier <= token.tier,
+            sq.c.dispatch_tier.in_(self.tiers),
+            not_(running_count_exceeds(sq.c.user_id, self.settings.max_running_per_user)),
+        ]
+        claim_token = uuid.uuid4().hex
+        with self._engine.begin() as conn:
+            self._lock_claims(conn)
+            candidate = self._claim_candidate(conn, round_robin, eligible=eligible, tier_first=True)
+            row = None
+            if candidate is not None:
+                row = self._claim_row(conn, candidate.item_id, device, attempts=sq.c.attempts + 1)
+            if row is None:
+                parked = self._park_if_capped(conn, token)
+            else:
+                self._write_lease(conn, row.item_id, claim_token)
+        if row is None:
+            self._delete_token(token)
+            if parked:
+                logger.debug(f"Parked a tier-{token.tier} message: every pending item's owner is at their cap")
+            return None
+        return self._started(slot, row, claim_token, token)
+
+    def _claim_pinned(self, slot: _Slot, device: str | None) -> SessionQueueItem | None:
+        """The next pending item of a workflow-call chain pinned to this worker, under the chain's message."""
+        claim_token = uuid.uuid4().hex
+        with self._engine.begin() as conn:
+            candidate = conn.execute(
+                select(sq.c.item_id)
+                .where(sq.c.status == "pending", sq.c.pinned_worker_id == self.worker_id)
+                .order_by(sq.c.item_id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if candidate is None:
+                return None
+            row = self._claim_row(conn, candidate.item_id, device, attempts=sq.c.attempts + 1)
+            if row is None:
+                return None
+            self._write_lease(conn, row.item_id, claim_token)
+        return self._started(slot, row, claim_token, slot.token)
+
+    def _started(self, slot: _Slot, row: Any, claim_token: str, token: DispatchToken | None) -> SessionQueueItem:
+        queue_item = _item_from_row(row)
+        slot.token = token
+        slot.claim = Claim(queue_item.item_id, claim_token, token, int(row.dispatch_tier))
+        with self._lock:
+            self._fences[queue_item.item_id] = claim_token
+        self._emit_status_changed(queue_item)
+        return queue_item
+
+    @staticmethod
+    def _lock_claims(conn: Connection) -> None:
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(_CLAIM_LOCK, 0))))
+
+    def _write_lease(self, conn: Connection, item_id: int, claim_token: str) -> None:
+        expires = func.clock_timestamp() + _seconds(self.settings.worker_lease_seconds)
+        conn.execute(
+            pg_insert(leases)
+            .values(item_id=item_id, worker_id=self.worker_id, claim_token=claim_token, lease_expires_at=expires)
+            .on_conflict_do_update(
+                index_elements=[leases.c.item_id],
+                set_={"worker_id": self.worker_id, "claim_token": claim_token, "lease_expires_at": expires},
+            )
+        )
+
+    def _park_if_capped(self, conn: Connection, token: DispatchToken) -> bool:
+        """Nothing claimable: if that is because of running caps (pending work exists), count the message as
+        parked, so an item's end hands it out again (``_finish``) rather than losing it."""
+        waiting = conn.execute(
+            select(
+                exists().where(
+                    sq.c.status == "pending",
+                    sq.c.pinned_worker_id.is_(None),
+                    sq.c.dispatch_tier <= token.tier,
+                    sq.c.dispatch_tier.in_(self.tiers),
+                )
+            )
+        ).scalar()
+        if not waiting:
+            return False
+        conn.execute(
+            pg_insert(dispatch_parked)
+            .values(tier=token.tier, tokens=1)
+            .on_conflict_do_update(
+                index_elements=[dispatch_parked.c.tier], set_={"tokens": dispatch_parked.c.tokens + 1}
+            )
+        )
+        return True
+
+    # endregion
+
+    # region the end of a run
+
+    def _finish(self, slot: _Slot) -> None:
+        """The processor is done with the slot's item: drop the lease, and give back one parked message of its
+        tier (the owner's running count just went down), under the claim lock so no claim parks in between."""
+        claim = slot.claim
+        assert claim is not None
+        slot.claim = None
+        with self._lock:
+            self._fences.pop(claim.item_id, None)
+        with self._engine.begin() as conn:
+            self._lock_claims(conn)
+            conn.execute(
+                delete(leases).where(leases.c.item_id == claim.item_id, leases.c.claim_token == claim.claim_token)
+            )
+            unparked = self.unpark(conn, claim.tier)
+        if unparked:
+            self._send_tokens({claim.tier: 1})
+
+    def _drop_token(self, slot: _Slot) -> None:
+        token, slot.token = slot.token, None
+        if token is not None:
+            self._delete_token(token)
+
+    def _delete_token(self, token: DispatchToken) -> None:
+        try:
+            self.dispatcher.delete(token)
+        except DispatchUnavailable as e:
+            # It reappears after its visibility timeout and then claims nothing (or the next item).
+            logger.warning(f"{e}; the message will be delivered again and find nothing to do")
+
+    # endregion
+
+    # region fencing, beats, draining
+
+    def _write_guard(self, item_id: int) -> list[Any]:
+        with self._lock:
+            claim_token = self._fences.get(item_id)
+        if claim_token is None:
+            return []
+        return [exists().where(leases.c.item_id == item_id, leases.c.claim_token == claim_token)]
+
+    def current_item_ids(self) -> list[int]:
+        with self._lock:
+            return sorted(self._fences)
+
+    def beat(self) -> list[int]:
+        """Renew this worker's leases and its messages' visibility; returns the items whose lease is gone (taken
+        over by the reaper after this worker missed its beats), which the caller must stop running."""
+        with self._lock:
+            fences = dict(self._fences)
+            tokens = [slot.token for slot in self._slots.values() if slot.token is not None]
+        lost: list[int] = []
+        if fences:
+            expires = func.clock_timestamp() + _seconds(self.settings.worker_lease_seconds)
+            with self._engine.begin() as conn:
+                renewed = set(
+                    conn.execute(
+                        update(leases)
+                        .where(
+                            leases.c.worker_id == self.worker_id,
+                            leases.c.item_id.in_(list(fences)),
+                            leases.c.claim_token.in_(list(fences.values())),
+                        )
+                        .values(lease_expires_at=expires)
+                        .returning(leases.c.item_id)
+                    ).scalars()
+                )
+            lost = [item_id for item_id in fences if item_id not in renewed]
+        for token in tokens:
+            try:
+                self.dispatcher.extend(token)
+            except DispatchUnavailable as e:
+                logger.warning(f"{e}; the message may be delivered to another worker, which will find nothing to do")
+        return lost
+
+    def drain(self) -> None:
+        """Stop taking new messages (SIGTERM); the current item and its chain may finish."""
+        self._draining.set()
+
+    def hand_back(self, item_id: int) -> bool:
+        """Give a running item back to the queue (pending again, this run not counted as an attempt) and release
+        its message for another worker at once. A chain item cannot move (its intermediates are here): it fails
+        with a clear error instead. Returns whether the item was handed back."""
+        with self._lock:
+            claim_token = self._fences.pop(item_id, None)
+            slot = next((s for s in self._slots.values() if s.claim and s.claim.item_id == item_id), None)
+        if claim_token is None:
+            return False
+        fence = exists().where(leases.c.item_id == item_id, leases.c.claim_token == claim_token)
+        with self._engine.begin() as conn:
+            pinned = conn.execute(select(sq.c.pinned_worker_id).where(sq.c.item_id == item_id)).scalar()
+            values: dict[str, Any] = {"status_sequence": func.coalesce(sq.c.status_sequence, 0) + 1}
+            if pinned is None:
+                values.update(status="pending", attempts=func.greatest(sq.c.attempts - 1, 0))
+            else:
+                values.update(
+                    status="failed",
+                    error_type="WorkerStoppedError",
+                    error_message="The worker running this workflow call was stopped; its intermediates were lost.",
+                )
+            moved = conn.execute(
+                update(sq)
+                .where(sq.c.item_id == item_id, sq.c.status.not_in(TERMINAL_STATUSES), fence)
+                .values(**values)
+                .returning(sq.c.item_id)
+            ).first()
+            conn.execute(delete(leases).where(leases.c.item_id == item_id, leases.c.claim_token == claim_token))
+        if slot is not None:
+            slot.claim = None
+            token, slot.token = slot.token, None
+            if token is not None:
+                try:
+                    if pinned is None:
+                        self.dispatcher.release(token)
+                    else:
+                        self.dispatcher.delete(token)
+                except DispatchUnavailable as e:
+                    logger.warning(f"{e}; the message comes back after its visibility timeout")
+        if moved is None:
+            return False
+        try:
+            self._emit_status_changed(self.get_queue_item(item_id))
+        except SessionQueueItemNotFoundError:
+            return False
+        return pinned is None
+
+    # endregion
+
+    # region workflow-call chains stay on this worker
+
+    def _workflow_call_child_columns(self, parent_queue_item: SessionQueueItem) -> dict[str, Any]:
+        return {"pinned_worker_id": self.worker_id, "dispatch_tier": self._tier_of_item(parent_queue_item.item_id)}
+
+    def enqueue_workflow_call_child(self, parent_queue_item: SessionQueueItem, *args: Any, **kwargs: Any) -> Any:
+        """Pin the parent (and its root) here before the child exists: the parent resumes where its
+        intermediates are, and the child runs under the parent's message (see ``dequeue``)."""
+        root = parent_queue_item.root_item_id or parent_queue_item.item_id
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(sq)
+                .where(sq.c.item_id.in_([parent_queue_item.item_id, root]), sq.c.pinned_worker_id.is_(None))
+                .values(pinned_worker_id=self.worker_id)
+            )
+        return super().enqueue_workflow_call_child(parent_queue_item, *args, **kwargs)
+
+    def _tier_of_item(self, item_id: int) -> int:
+        with self._reads.connect() as conn:
+            tier = conn.execute(select(sq.c.dispatch_tier).where(sq.c.item_id == item_id)).scalar()
+        return int(tier or 0)
+
+    # endregion
