@@ -14,12 +14,14 @@ from sqlalchemy import Engine
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.db import migrate
 from invokeai_saas.devstack import LocalStack, PostgresServer, SeaweedS3Server, make_temp_data_dir
+from invokeai_saas.devstack.group import start_together
 from invokeai_saas.devstack.web import InvokeAIWebServer
 from invokeai_saas.storage.context import ObjectStorage
 from invokeai_saas.storage.keys import KeyLayout
 from invokeai_saas.storage.object_index import StorageObjectIndex
 from invokeai_saas.storage.object_store import S3ObjectStore
 from tests.support.databases import build_template, fresh_database, stock_sqlite_database
+from tests.support.deployment import web_server, worker_process
 from tests.support.invokeai import ENTRY_POINT_PLUGIN_DIR, TEST_ENV
 from tests.support.servers import temporary_server
 
@@ -46,15 +48,15 @@ def saas_web(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Ite
     root = tmp_path_factory.mktemp("saas-root")
     migrate.upgrade_url(str(stack.saas_settings()["database_url"]))
     pythonpath = os.pathsep.join(filter(None, [str(ENTRY_POINT_PLUGIN_DIR), os.environ.get("PYTHONPATH")]))
-    web = InvokeAIWebServer(
-        root,
-        saas_settings={"enabled": True, **stack.saas_settings()},
-        env={**TEST_ENV, "PYTHONPATH": pythonpath},
-    )
-    web.start(timeout=240)
+    settings = {"enabled": True, **stack.saas_settings()}
+    # SQS is configured, so graphs run on a worker process; the worker shares the web root's models directory.
+    web = web_server(root, settings, env={"PYTHONPATH": pythonpath})
+    worker = worker_process(tmp_path_factory.mktemp("saas-worker-root"), settings, root)
+    start_together([web, worker], timeout=300)
     try:
         yield web
     finally:
+        worker.stop(timeout=60)
         web.stop(timeout=30)
 
 
