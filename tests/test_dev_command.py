@@ -18,7 +18,7 @@ import pytest
 
 from invokeai_saas.devstack import SERVER_NAMES, free_port, make_temp_data_dir
 from invokeai_saas.devstack.ports import port_is_free
-from tests.support.invokeai import TEST_ENV, admin_token
+from tests.support.invokeai import TEST_ENV, add_graph_batch, admin_token
 
 CLI = str(Path(sys.executable).parent / "invokeai-saas")
 
@@ -103,7 +103,22 @@ def test_dev_runs_stack_and_saas_web_then_stops_everything(data_dir: Path) -> No
         health = httpx.get(f"{base}/api/v1/saas/health", timeout=30).json()
         assert health["status"] == "ok", health
         assert health["backends"]["database"]["implementation"] == "postgres"
-        admin_token(base)  # first-admin setup, through the API the setup page uses
+        token = admin_token(base)  # first-admin setup, through the API the setup page uses
+        assert "dev-worker-0" in banner
+        # Graphs run on the dev worker (the web process only dispatches them).
+        headers = {"Authorization": f"Bearer {token}"}
+        r = httpx.post(
+            f"{base}/api/v1/queue/default/enqueue_batch", json=add_graph_batch(), headers=headers, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        item_id = r.json()["item_ids"][0]
+        deadline = time.monotonic() + 120
+        while (item := httpx.get(f"{base}/api/v1/queue/default/i/{item_id}", headers=headers, timeout=30).json())[
+            "status"
+        ] not in ("completed", "failed", "canceled"):
+            assert time.monotonic() < deadline, item
+            time.sleep(0.2)
+        assert item["status"] == "completed"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 0
     finally:

@@ -5,19 +5,18 @@ process; another user in the queue room gets only stock's redacted copies and no
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import socketio
 
 from invokeai_saas.db import migrate
 from invokeai_saas.devstack import LocalStack
 from invokeai_saas.devstack.group import start_together
 from invokeai_saas.devstack.web import InvokeAIWebServer
+from tests.support.browser import Browser, create_user
 from tests.support.databases import create_database, drop_database
 from tests.support.invokeai import TEST_ENV, add_graph_batch, admin_token
 
@@ -49,59 +48,6 @@ def pair(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         drop_database(stack.postgres, name)
 
 
-def _user(base_url: str, admin: dict[str, str], email: str) -> tuple[str, str]:
-    """Create a non-admin user; returns (user_id, token)."""
-    password = "Events-user-password-42"
-    r = httpx.post(
-        f"{base_url}/api/v1/auth/users",
-        json={"email": email, "display_name": email.split("@")[0], "password": password},
-        headers=admin,
-        timeout=30,
-    )
-    assert r.status_code in (200, 201), r.text
-    r = httpx.post(f"{base_url}/api/v1/auth/login", json={"email": email, "password": password}, timeout=30)
-    assert r.status_code == 200, r.text
-    body = r.json()
-    return str(body["user"]["user_id"]), str(body["token"])
-
-
-class Browser:
-    """A Socket.IO connection as the studio opens it (polling, gzip accepted, token in ``auth``), subscribed to the
-    queue room, recording every event it receives."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self._cond = threading.Condition()
-        self._client = socketio.Client(reconnection=False)
-        self._client.on("*", handler=self._record)
-        self._client.connect(
-            base_url,
-            socketio_path="/ws/socket.io",
-            transports=["polling"],
-            headers={"Accept-Encoding": "gzip"},
-            auth={"token": token},
-            wait_timeout=30,
-        )
-        # `call` waits for the server's acknowledgement, so the subscription is in place when it returns.
-        self._client.call("subscribe_queue", {"queue_id": QUEUE}, timeout=30)
-
-    def _record(self, event: str, data: Any) -> None:
-        with self._cond:
-            self.events.append((event, data))
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[list[tuple[str, dict[str, Any]]]], bool]) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: predicate(self.events), WAIT)
-
-    def named(self, name: str, item_id: int | None = None) -> list[dict[str, Any]]:
-        with self._cond:
-            return [d for n, d in self.events if n == name and (item_id is None or d.get("item_id") == item_id)]
-
-    def close(self) -> None:
-        self._client.disconnect()
-
-
 def _completed(item_id: int) -> Callable[[list[tuple[str, dict[str, Any]]]], bool]:
     return lambda events: any(
         n == "queue_item_status_changed" and d["item_id"] == item_id and d["status"] == "completed" for n, d in events
@@ -123,8 +69,8 @@ def _enqueue(base_url: str, token: str) -> tuple[str, int]:
 def test_events_reach_every_connection_once_as_stock_routes_them(pair: tuple[InvokeAIWebServer, ...]) -> None:
     a, b = pair
     admin = {"Authorization": f"Bearer {admin_token(a.url)}"}
-    owner_id, owner_token = _user(a.url, admin, f"owner-{uuid.uuid4().hex[:6]}@example.com")
-    _, other_token = _user(a.url, admin, f"other-{uuid.uuid4().hex[:6]}@example.com")
+    owner_id, owner_token = create_user(a.url, admin, f"owner-{uuid.uuid4().hex[:6]}@example.com")
+    _, other_token = create_user(a.url, admin, f"other-{uuid.uuid4().hex[:6]}@example.com")
 
     browsers = {
         "owner@A": Browser(a.url, owner_token),
@@ -185,7 +131,7 @@ def test_model_manager_events_reach_admins_on_the_other_process(pair: tuple[Invo
     a, b = pair
     admin_bearer = admin_token(a.url)
     admin = {"Authorization": f"Bearer {admin_bearer}"}
-    _, user_token = _user(a.url, admin, f"user-{uuid.uuid4().hex[:6]}@example.com")
+    _, user_token = create_user(a.url, admin, f"user-{uuid.uuid4().hex[:6]}@example.com")
     not_a_model = a.root / f"not-a-model-{uuid.uuid4().hex[:6]}.safetensors"
     not_a_model.write_bytes(b"\0" * 64)
 

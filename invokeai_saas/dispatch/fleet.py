@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from invokeai_saas.db.tables import fleet_state, workers
@@ -92,8 +92,14 @@ class WorkerRegistry:
             "tiers": ",".join(str(t) for t in info.tiers),
             "state": "idle",
         }
+        # A worker restarted under the same id (a pod name, a systemd instance) starts a new life in the same row.
+        fresh = {**values, "current_item_id": None, "stopped_at": None, "started_at": func.clock_timestamp()}
+        statement = pg_insert(workers).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[workers.c.worker_id], set_={**fresh, "last_beat_at": func.clock_timestamp()}
+        )
         with self._engine.begin() as conn:
-            conn.execute(insert(workers).values(**values))
+            conn.execute(statement)
 
     def beat(self, worker_id: str, state: str, current_item_id: int | None) -> None:
         if state not in WORKER_STATES:

@@ -2,9 +2,9 @@
 InvokeAI's real model probe, loader, text encoder, denoise loop and VAE decode run in tests without downloading
 weights. The images it makes are noise; the code paths are real.
 
-``shared/tools/make_tiny_sd.py``, restructured and kept in this repository, because CI clones only this repository. It runs
-as a script (``python make_tiny_sd.py OUT_DIR [--full]``) in a process of its own: it seeds torch's global RNG and
-loads torch, diffusers and transformers, none of which the test process itself should carry.
+``shared/tools/make_tiny_sd.py``, restructured and kept in this repository because CI clones only this repository.
+It runs as a script (``python make_tiny_sd.py OUT_DIR [--full]``) in a process of its own: it seeds torch's global
+RNG and loads torch, diffusers and transformers, none of which the test process itself should carry.
 ``--full`` builds SD 1.5-sized components instead (860M-parameter UNet), for GPU timing.
 """
 

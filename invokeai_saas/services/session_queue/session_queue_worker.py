@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine, delete, exists, func, not_, select, u
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from invokeai_saas.config import SaasSettings
-from invokeai_saas.db.tables import dispatch_parked
+from invokeai_saas.db.tables import dispatch_parked, fleet_state
 from invokeai_saas.dispatch.fleet import FleetState
 from invokeai_saas.dispatch.sqs_dispatch import DispatchToken, DispatchUnavailable, SqsDispatcher
 from invokeai_saas.services.session_queue.session_queue_dispatching import (
@@ -84,6 +84,7 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         self._lock = threading.Lock()
         self._draining = threading.Event()
         self._paused = threading.Event()
+        self._dequeue_lock = threading.Lock()
 
     def start(self, invoker: Invoker) -> None:
         """Stock's start, and the fleet's pause switch as it is now (a worker started while the fleet is paused
@@ -102,6 +103,12 @@ class WorkerSessionQueue(DispatchingSessionQueue):
     # region dequeue
 
     def dequeue(self, device: str | None = None) -> SessionQueueItem | None:
+        # Held for the whole call so ``drain`` can wait for a claim in flight: an item claimed as SIGTERM arrives
+        # must be seen (and handed back), not left for the stopping processor to cancel.
+        with self._dequeue_lock:
+            return self._dequeue(device)
+
+    def _dequeue(self, device: str | None) -> SessionQueueItem | None:
         slot = self._slot()
         if slot.claim is not None:
             self._finish(slot)
@@ -141,16 +148,24 @@ class WorkerSessionQueue(DispatchingSessionQueue):
             not_(running_count_exceeds(sq.c.user_id, self.settings.max_running_per_user)),
         ]
         claim_token = uuid.uuid4().hex
+        row = None
+        parked = paused = False
         with self._engine.begin() as conn:
             self._lock_claims(conn)
-            candidate = self._claim_candidate(conn, round_robin, eligible=eligible, tier_first=True)
-            row = None
-            if candidate is not None:
-                row = self._claim_row(conn, candidate.item_id, device, attempts=sq.c.attempts + 1)
-            if row is None:
-                parked = self._park_if_capped(conn, token)
-            else:
-                self._write_lease(conn, row.item_id, claim_token)
+            # Paused since this worker's last beat: no item starts once a pause has committed.
+            paused = bool(conn.execute(select(fleet_state.c.paused).where(fleet_state.c.id == 1)).scalar())
+            if not paused:
+                candidate = self._claim_candidate(conn, round_robin, eligible=eligible, tier_first=True)
+                if candidate is not None:
+                    row = self._claim_row(conn, candidate.item_id, device, attempts=sq.c.attempts + 1)
+                if row is None:
+                    parked = self._park_if_capped(conn, token)
+                else:
+                    self._write_lease(conn, row.item_id, claim_token)
+        if paused:
+            self._paused.set()
+            self._release_token(token)
+            return None
         if row is None:
             self._delete_token(token)
             if parked:
@@ -251,6 +266,12 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         if token is not None:
             self._delete_token(token)
 
+    def _release_token(self, token: DispatchToken) -> None:
+        try:
+            self.dispatcher.release(token)
+        except DispatchUnavailable as e:
+            logger.warning(f"{e}; the message comes back after its visibility timeout")
+
     def _delete_token(self, token: DispatchToken) -> None:
         try:
             self.dispatcher.delete(token)
@@ -270,14 +291,15 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         return [exists().where(leases.c.item_id == item_id, leases.c.claim_token == claim_token)]
 
     def current_item_ids(self) -> list[int]:
+        """Items this worker holds a claim on (handed-back items are no longer held)."""
         with self._lock:
-            return sorted(self._fences)
+            return sorted(slot.claim.item_id for slot in self._slots.values() if slot.claim is not None)
 
     def beat(self) -> list[int]:
         """Renew this worker's leases and its messages' visibility; returns the items whose lease is gone (taken
         over by the reaper after this worker missed its beats), which the caller must stop running."""
         with self._lock:
-            fences = dict(self._fences)
+            fences = {s.claim.item_id: s.claim.claim_token for s in self._slots.values() if s.claim is not None}
             tokens = [slot.token for slot in self._slots.values() if slot.token is not None]
         lost: list[int] = []
         if fences:
@@ -304,15 +326,20 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         return lost
 
     def drain(self) -> None:
-        """Stop taking new messages (SIGTERM); the current item and its chain may finish."""
+        """Stop taking new messages (SIGTERM); the current item and its chain may finish. Returns once no claim
+        is in flight, so ``current_item_ids`` then lists everything this worker holds."""
         self._draining.set()
+        with self._dequeue_lock:
+            return
 
     def hand_back(self, item_id: int) -> bool:
         """Give a running item back to the queue (pending again, this run not counted as an attempt) and release
         its message for another worker at once. A chain item cannot move (its intermediates are here): it fails
         with a clear error instead. Returns whether the item was handed back."""
+        # The fence stays: with the lease row gone it refuses every later write of the run that is being stopped
+        # here (which would otherwise complete the item it no longer holds).
         with self._lock:
-            claim_token = self._fences.pop(item_id, None)
+            claim_token = self._fences.get(item_id)
             slot = next((s for s in self._slots.values() if s.claim and s.claim.item_id == item_id), None)
         if claim_token is None:
             return False

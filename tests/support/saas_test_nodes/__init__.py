@@ -6,8 +6,7 @@
 - ``saas_test_spin`` burns ``milliseconds`` of this thread's CPU time: a graph with a known CPU cost.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: InvokeAI reads ``invoke``'s return annotation as a class.
 import time
 
 from invokeai.app.invocations.baseinvocation import BaseInvocation, invocation
