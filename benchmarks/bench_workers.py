@@ -442,13 +442,25 @@ class Bench:
             except Exception as e:  # a dead server must not keep the others running
                 log(f"closing a Socket.IO client: {type(e).__name__}: {e}")
 
+    @staticmethod
+    def _stop(process: Any) -> None:
+        try:
+            process.stop(timeout=30)
+        except Exception as e:  # keep stopping the rest
+            log(f"stopping {process.label}: {type(e).__name__}: {e}")
+
     def close(self) -> None:
         self._close_clocks()
+        # Workers drain on SIGTERM (an idle one finishes its SQS long poll first): stop them side by side, so the
+        # waits overlap, then the rest in reverse start order.
+        workers = [p for p in self.processes if isinstance(p, InvokeAIWorker)]
+        threads = [threading.Thread(target=self._stop, args=(w,), name=f"stop-{w.worker_id}") for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         for process in reversed(self.processes):
-            try:
-                process.stop(timeout=30)
-            except Exception as e:  # keep stopping the rest
-                log(f"stopping {process.label}: {type(e).__name__}: {e}")
+            self._stop(process)
         if self.o.keep:
             log(f"kept {self.work}")
         else:
