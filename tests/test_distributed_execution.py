@@ -223,20 +223,45 @@ def test_the_fleet_is_reported_and_listed_for_admins_only(d: Deployment) -> None
     assert httpx.get(f"{d.a.url}/api/v1/saas/workers", timeout=30).status_code == 401
 
 
-def test_cancel_through_either_api_process_stops_the_running_item(d: Deployment) -> None:
-    _, owner = d.user("cancel")
-    (long_item,) = d.enqueue(owner, sleep_batch(120))
-    d.wait_status(long_item, "in_progress")
-    worker = d.running_on(long_item)
-    r = httpx.put(f"{d.b.url}/api/v1/queue/{Q}/i/{long_item}/cancel", headers=owner, timeout=30)
-    assert r.status_code == 200, r.text
-    # The worker stops the node (it checks for cancellation every 20 ms) and takes the next item long before
-    # the canceled one would have ended.
+def _wait_worker_free(d: Deployment, worker: InvokeAIWorker) -> None:
+    """The worker stops the node (it checks for cancellation every 20 ms) long before it would have ended."""
     deadline = time.monotonic() + 30
     while d.sql("SELECT current_item_id FROM saas_workers WHERE worker_id = :w", w=worker.worker_id).scalar():
         assert time.monotonic() < deadline, "the worker kept running the canceled item"
         time.sleep(0.1)
-    assert d.item(long_item)["status"] == "canceled"
+
+
+@pytest.mark.parametrize("how", ["item", "batch", "all"])
+def test_cancel_through_either_api_process_stops_the_running_item(d: Deployment, how: str) -> None:
+    _, owner = d.user(f"cancel-{how}")
+    r = httpx.post(f"{d.a.url}/api/v1/queue/{Q}/enqueue_batch", json=sleep_batch(120), headers=owner, timeout=30)
+    assert r.status_code == 200, r.text
+    batch_id, (long_item,) = r.json()["batch"]["batch_id"], r.json()["item_ids"]
+    d.wait_status(long_item, "in_progress")
+    worker = d.running_on(long_item)
+    if how == "item":
+        r = httpx.put(f"{d.b.url}/api/v1/queue/{Q}/i/{long_item}/cancel", headers=owner, timeout=30)
+    elif how == "batch":
+        r = httpx.put(
+            f"{d.b.url}/api/v1/queue/{Q}/cancel_by_batch_ids", json={"batch_ids": [batch_id]}, headers=owner, timeout=30
+        )
+    else:
+        r = httpx.put(f"{d.b.url}/api/v1/queue/{Q}/cancel_all_except_current", headers=owner, timeout=30)
+        assert r.status_code == 200, r.text
+        assert d.item(long_item)["status"] == "in_progress"  # "except current" leaves the running one alone
+        r = httpx.put(f"{d.b.url}/api/v1/queue/{Q}/clear", headers=owner, timeout=30)
+    assert r.status_code == 200, r.text
+    _wait_worker_free(d, worker)
+    if how != "all":
+        assert d.item(long_item)["status"] == "canceled"
+    if how == "item":
+        # A retry is another way an item becomes runnable: it is dispatched to the workers like an enqueue.
+        r = httpx.put(f"{d.a.url}/api/v1/queue/{Q}/retry_items_by_id", json=[long_item], headers=owner, timeout=30)
+        assert r.status_code == 200, r.text
+        (retried,) = d.sql("SELECT item_id FROM session_queue WHERE retried_from_item_id = :i", i=long_item).scalars()
+        d.wait_status(retried, "in_progress")
+        httpx.put(f"{d.b.url}/api/v1/queue/{Q}/i/{retried}/cancel", headers=owner, timeout=30).raise_for_status()
+        assert d.wait_status(retried, "canceled")["status"] == "canceled"
     (next_item,) = d.enqueue(owner, add_graph_batch())
     assert d.wait_status(next_item, "completed", "failed", timeout=30)["status"] == "completed"
 
