@@ -1,5 +1,6 @@
 """A daemon thread that runs one function every ``interval`` seconds, for the background passes every process runs
-(the dispatch reaper; each pass takes a deployment-wide advisory lock, so processes take turns)."""
+(the dispatch reaper, the storage cleanup; each pass takes a deployment-wide advisory lock, so processes take
+turns)."""
 
 from __future__ import annotations
 

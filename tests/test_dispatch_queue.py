@@ -294,13 +294,11 @@ def test_a_paused_fleet_takes_no_work_until_resumed(d: Deployment) -> None:
     assert claimed is not None and claimed.item_id == item_id
 
 
-def test_a_workflow_call_chain_stays_on_its_worker(d: Deployment) -> None:
-    parent_id, other_id = d.enqueue("alice", 2)
-    w0, w1 = d.workers
-    parent = w0.dequeue()
-    assert parent is not None and parent.item_id == parent_id
+def _call_child(worker: WorkerSessionQueue, parent: SessionQueueItem) -> SessionQueueItem:
+    """What the runner does when the parent's node calls a saved workflow: record the call, queue the child,
+    park the parent."""
     parent.session.waiting_workflow_call_execution = WorkflowCallExecution(
-        id="call-1",
+        id=f"call-{parent.item_id}",
         parent_session_id=parent.session_id,
         prepared_call_node_id="call",
         source_call_node_id="call",
@@ -308,8 +306,17 @@ def test_a_workflow_call_chain_stays_on_its_worker(d: Deployment) -> None:
         depth=1,
         status="waiting_for_child",
     )
-    child = w0.enqueue_workflow_call_child(parent, GraphExecutionState(graph=add_graph(a=50)))
-    w0.suspend_queue_item(parent_id, queue_item=parent)
+    child = worker.enqueue_workflow_call_child(parent, GraphExecutionState(graph=add_graph(a=50)))
+    worker.suspend_queue_item(parent.item_id, queue_item=parent)
+    return child
+
+
+def test_a_workflow_call_chain_stays_on_its_worker(d: Deployment) -> None:
+    parent_id, other_id = d.enqueue("alice", 2)
+    w0, w1 = d.workers
+    parent = w0.dequeue()
+    assert parent is not None and parent.item_id == parent_id
+    child = _call_child(w0, parent)
     # Another worker takes the other item, never the child: its parent's intermediates are on w0.
     taken = w1.dequeue()
     assert taken is not None and taken.item_id == other_id
@@ -330,17 +337,7 @@ def test_a_chain_whose_worker_died_fails_instead_of_waiting_forever(d: Deploymen
     w0 = d.workers[0]
     parent = w0.dequeue()
     assert parent is not None
-    parent.session.waiting_workflow_call_execution = WorkflowCallExecution(
-        id="call-2",
-        parent_session_id=parent.session_id,
-        prepared_call_node_id="call",
-        source_call_node_id="call",
-        workflow_id="saved-wf",
-        depth=1,
-        status="waiting_for_child",
-    )
-    child = w0.enqueue_workflow_call_child(parent, GraphExecutionState(graph=add_graph(a=50)))
-    w0.suspend_queue_item(parent_id, queue_item=parent)
+    child = _call_child(w0, parent)
     # w0 never registered a beat in this test: for the reaper it is not a live worker.
     d.api.reap()
     for item_id in (parent_id, child.item_id):

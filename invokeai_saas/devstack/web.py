@@ -19,12 +19,18 @@ from invokeai_saas.devstack.errors import PrerequisiteMissing
 from invokeai_saas.devstack.process import ManagedServer
 
 
-def find_invokeai_web() -> Path | None:
-    beside_python = Path(sys.executable).parent / "invokeai-web"
+def find_console_script(name: str) -> Path | None:
+    """A console script of this installation: beside the running interpreter first (a venv that is not activated),
+    else on PATH."""
+    beside_python = Path(sys.executable).parent / name
     if beside_python.exists():
         return beside_python
-    found = shutil.which("invokeai-web")
+    found = shutil.which(name)
     return Path(found) if found else None
+
+
+def find_invokeai_web() -> Path | None:
+    return find_console_script("invokeai-web")
 
 
 class InvokeAIWebServer(ManagedServer):

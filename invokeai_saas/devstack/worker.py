@@ -6,8 +6,6 @@ It is ready once its registry row exists and beats: from then on it takes dispat
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,14 +15,11 @@ from sqlalchemy import create_engine, select
 
 from invokeai_saas.devstack.errors import PrerequisiteMissing
 from invokeai_saas.devstack.process import ManagedServer, PortClaim
+from invokeai_saas.devstack.web import find_console_script
 
 
 def find_invokeai_saas() -> Path | None:
-    beside_python = Path(sys.executable).parent / "invokeai-saas"
-    if beside_python.exists():
-        return beside_python
-    found = shutil.which("invokeai-saas")
-    return Path(found) if found else None
+    return find_console_script("invokeai-saas")
 
 
 class InvokeAIWorker(ManagedServer):

@@ -21,7 +21,6 @@ S3 being down stops a pass without losing anything: entries stay where they are 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from logging import Logger
@@ -40,6 +39,7 @@ from invokeai_saas.db.tables import (
     videos,
     workflow_library,
 )
+from invokeai_saas.periodic import PeriodicTask
 from invokeai_saas.storage import kinds
 from invokeai_saas.storage.context import ObjectStorage
 from invokeai_saas.storage.object_store import ObjectStoreUnavailable
@@ -232,32 +232,22 @@ class CleanupScheduler:
 
     def __init__(self, cleanup: StorageCleanup, interval: float, logger: Logger, list_every: int = 6) -> None:
         self._cleanup = cleanup
-        self._interval = interval
         self._logger = logger
         self._list_every = list_every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="invokeai-saas-storage-cleanup", daemon=True)
+        self._task = PeriodicTask("invokeai-saas-storage-cleanup", interval, self._pass, logger)
 
     def start(self) -> None:
-        self._thread.start()
+        self._task.start()
 
     def stop(self, timeout: float = 10) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+        self._task.stop(timeout)
 
-    def _loop(self) -> None:
-        passes = 0
-        while not self._stop.wait(self._interval):
-            passes += 1
-            try:
-                report = self._cleanup.run_once(list_bucket=passes % self._list_every == 0)
-            except Exception as error:  # a pass must never kill the thread; the next one retries
-                self._logger.warning(f"storage cleanup pass failed: {type(error).__name__}")
-                continue
-            if report.errors:
-                self._logger.warning(f"storage cleanup pass incomplete: {'; '.join(report.errors)}")
-            elif report.deleted_objects or report.purged_records:
-                self._logger.info(
-                    f"storage cleanup: {report.deleted_objects} objects deleted, "
-                    f"{report.purged_records} records of deleted users purged"
-                )
+    def _pass(self, number: int) -> None:
+        report = self._cleanup.run_once(list_bucket=number % self._list_every == 0)
+        if report.errors:
+            self._logger.warning(f"storage cleanup pass incomplete: {'; '.join(report.errors)}")
+        elif report.deleted_objects or report.purged_records:
+            self._logger.info(
+                f"storage cleanup: {report.deleted_objects} objects deleted, "
+                f"{report.purged_records} records of deleted users purged"
+            )

@@ -29,7 +29,12 @@ from sqlalchemy import Connection, Engine, Row, and_, delete, func, literal, sel
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.db.tables import dispatch_parked, session_queue_leases, user_scheduling, workers
 from invokeai_saas.dispatch.sqs_dispatch import DispatchUnavailable, Runnable, SqsDispatcher
-from invokeai_saas.services.session_queue.session_queue_postgres import TERMINAL_STATUSES, PostgresSessionQueue, sq
+from invokeai_saas.services.session_queue.session_queue_postgres import (
+    TERMINAL_STATUSES,
+    PostgresSessionQueue,
+    moved_to,
+    sq,
+)
 
 logger = logging.getLogger("invokeai_saas.dispatch")
 
@@ -142,13 +147,7 @@ class DispatchingSessionQueue(PostgresSessionQueue):
                 moved = conn.execute(
                     update(sq)
                     .where(sq.c.item_id == row.item_id, sq.c.status == "in_progress")
-                    .values(
-                        status="pending",
-                        status_sequence=func.coalesce(sq.c.status_sequence, 0) + 1,
-                        error_type=None,
-                        error_message=None,
-                        error_traceback=None,
-                    )
+                    .values(**moved_to("pending"))
                     .returning(sq.c.item_id)
                 ).first()
                 if moved is not None:
@@ -210,13 +209,7 @@ class DispatchingSessionQueue(PostgresSessionQueue):
             conn.execute(
                 update(sq)
                 .where(sq.c.item_id.in_(list(item_ids)), sq.c.status.not_in(TERMINAL_STATUSES))
-                .values(
-                    status="failed",
-                    status_sequence=func.coalesce(sq.c.status_sequence, 0) + 1,
-                    error_type=WORKER_LOST_ERROR,
-                    error_message=message,
-                    error_traceback=None,
-                )
+                .values(**moved_to("failed", WORKER_LOST_ERROR, message))
                 .returning(sq.c.item_id)
             ).scalars()
         )

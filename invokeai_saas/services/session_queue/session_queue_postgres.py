@@ -198,6 +198,20 @@ def _cancelable() -> ColumnElement[bool]:
     return sq.c.status.not_in((*TERMINAL_STATUSES, "in_progress"))
 
 
+def moved_to(
+    status: str, error_type: str | None = None, error_message: str | None = None, error_traceback: str | None = None
+) -> dict[str, Any]:
+    """The values of a status transition: the new status, the next status sequence (clients order status events by
+    it), and the error fields, which every transition overwrites as stock's does."""
+    return {
+        "status": status,
+        "status_sequence": func.coalesce(sq.c.status_sequence, 0) + 1,
+        "error_type": error_type,
+        "error_message": error_message,
+        "error_traceback": error_traceback,
+    }
+
+
 def _status_counts(rows: Iterable[Row[Any]]) -> dict[str, int]:
     return {row[0]: row[1] for row in rows}
 
@@ -371,13 +385,7 @@ class PostgresSessionQueue(SessionQueueBase):
         moved = (
             update(sq)
             .where(sq.c.item_id == item_id, sq.c.status.not_in(TERMINAL_STATUSES), *self._write_guard(item_id))
-            .values(
-                status=status,
-                status_sequence=func.coalesce(sq.c.status_sequence, 0) + 1,
-                error_type=error_type,
-                error_message=error_message,
-                error_traceback=error_traceback,
-            )
+            .values(**moved_to(status, error_type, error_message, error_traceback))
         )
         with self._engine.begin() as conn:
             if queue_item is None:
@@ -728,15 +736,7 @@ class PostgresSessionQueue(SessionQueueBase):
         claimed = (
             update(sq)
             .where(sq.c.item_id == item_id, sq.c.status.not_in(TERMINAL_STATUSES))
-            .values(
-                status="in_progress",
-                status_sequence=func.coalesce(sq.c.status_sequence, 0) + 1,
-                error_type=None,
-                error_message=None,
-                error_traceback=None,
-                device=func.coalesce(literal(device, Text), sq.c.device),
-                **values,
-            )
+            .values(**moved_to("in_progress"), device=func.coalesce(literal(device, Text), sq.c.device), **values)
             .returning(*sq.c)
             .cte("claimed")
         )

@@ -46,7 +46,12 @@ from invokeai_saas.services.session_queue.session_queue_dispatching import (
     leases,
     running_count_exceeds,
 )
-from invokeai_saas.services.session_queue.session_queue_postgres import TERMINAL_STATUSES, _item_from_row, sq
+from invokeai_saas.services.session_queue.session_queue_postgres import (
+    TERMINAL_STATUSES,
+    _item_from_row,
+    moved_to,
+    sq,
+)
 
 logger = logging.getLogger("invokeai_saas.worker")
 
@@ -346,14 +351,13 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         fence = exists().where(leases.c.item_id == item_id, leases.c.claim_token == claim_token)
         with self._engine.begin() as conn:
             pinned = conn.execute(select(sq.c.pinned_worker_id).where(sq.c.item_id == item_id)).scalar()
-            values: dict[str, Any] = {"status_sequence": func.coalesce(sq.c.status_sequence, 0) + 1}
             if pinned is None:
-                values.update(status="pending", attempts=func.greatest(sq.c.attempts - 1, 0))
+                values = {**moved_to("pending"), "attempts": func.greatest(sq.c.attempts - 1, 0)}
             else:
-                values.update(
-                    status="failed",
-                    error_type="WorkerStoppedError",
-                    error_message="The worker running this workflow call was stopped; its intermediates were lost.",
+                values = moved_to(
+                    "failed",
+                    "WorkerStoppedError",
+                    "The worker running this workflow call was stopped; its intermediates were lost.",
                 )
             moved = conn.execute(
                 update(sq)
