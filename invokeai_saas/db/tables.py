@@ -526,3 +526,123 @@ dispatch_parked = Table(
     Column("tokens", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("tokens >= 0", name="tokens_not_negative"),
 )
+
+# --- Plans and credits (revision 0006): not in stock ------------------------------------------------------------
+# The catalogue of plans and what each allows. Seeded by the migration; admins edit rows, Stripe maps prices to them.
+plans = Table(
+    "plans",
+    metadata,
+    Column("plan_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("price_cents", Integer),
+    Column("billing_period", Text),
+    Column("monthly_credits", BigInteger),
+    Column("trial_days", Integer),
+    Column("gpu_tier", Text, nullable=False),
+    Column("credit_multiplier", Float, nullable=False, server_default=text("1")),
+    Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+    Column("concurrent_jobs", Integer, nullable=False),
+    Column("queue_size", Integer, nullable=False),
+    Column("storage_gb", Integer, nullable=False),
+    Column("max_resolution", Integer, nullable=False),
+    Column("max_batch_size", Integer, nullable=False),
+    Column("model_access", Text, nullable=False),
+    Column("node_editor", Boolean, nullable=False),
+    Column("api_access", Boolean, nullable=False),
+    Column("public", Boolean, nullable=False, server_default=text("true")),
+    Column("sort_order", Integer, nullable=False, server_default=text("0")),
+    CheckConstraint("model_access IN ('sd_only', 'flux_included', 'full')", name="model_access"),
+    CheckConstraint("credit_multiplier > 0", name="credit_multiplier_positive"),
+)
+
+# Every user's one current subscription: which plan, in which state, for which period. ``overrides`` carries the
+# per-customer values of a custom (Enterprise) plan: any plan column, e.g. {"monthly_credits": 100000}.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("user_id", Text, ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True),
+    Column("plan_id", Text, ForeignKey("plans.plan_id"), nullable=False, index=True),
+    Column("status", Text, nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True)),
+    Column("overrides", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("status IN ('trialing', 'active', 'past_due', 'canceled', 'expired')", name="status"),
+    Index(None, "period_end"),
+)
+
+# The ledger: append-only, one row per grant, hold, settlement, release or expiry, each idempotent by its natural
+# key (a repeated call finds its row instead of writing another). Amounts are positive; the kind says which way.
+credit_ledger = Table(
+    "credit_ledger",
+    metadata,
+    Column("entry_id", BigInteger, Identity(), primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("source", Text),
+    Column("credits", BigInteger, nullable=False),
+    Column("grant_entry_id", BigInteger, ForeignKey("credit_ledger.entry_id")),
+    Column("item_id", BigInteger),
+    Column("valid_from", DateTime(timezone=True)),
+    Column("valid_until", DateTime(timezone=True)),
+    Column("natural_key", Text, nullable=False, unique=True),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    CheckConstraint("kind IN ('grant', 'hold', 'settle', 'release', 'expire')", name="kind"),
+    CheckConstraint("credits >= 0", name="credits_not_negative"),
+    CheckConstraint(
+        "kind <> 'grant' OR source IN ('subscription', 'purchase', 'trial', 'test', 'admin')", name="grant_source"
+    ),
+    Index(None, "user_id", "created_at"),
+    Index(None, "item_id"),
+)
+
+# Projections of the ledger, written in the same transactions as its entries (and rebuildable from them): what is
+# left of each grant, what each open hold still holds, and per user the lock row and the consumption no grant
+# covered (a run that cost more than was left).
+credit_accounts = Table(
+    "credit_accounts",
+    metadata,
+    Column("user_id", Text, ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True),
+    Column("debt", BigInteger, nullable=False, server_default=text("0")),
+)
+
+credit_grant_balances = Table(
+    "credit_grant_balances",
+    metadata,
+    Column("grant_entry_id", BigInteger, ForeignKey("credit_ledger.entry_id"), primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+    Column("valid_until", DateTime(timezone=True)),
+    CheckConstraint("remaining >= 0", name="remaining_not_negative"),
+    Index(None, "user_id", "valid_until"),
+)
+
+credit_holds = Table(
+    "credit_holds",
+    metadata,
+    Column("item_id", BigInteger, primary_key=True),
+    Column("user_id", Text, nullable=False, index=True),
+    Column("held", BigInteger, nullable=False),
+    _created_at(),
+    CheckConstraint("held >= 0", name="held_not_negative"),
+)
+
+# One row per settled item: what ran, how long, what it cost (the "usage by day" view reads these).
+credit_usage = Table(
+    "credit_usage",
+    metadata,
+    Column("item_id", BigInteger, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("model", Text),
+    Column("gpu_tier", Text, nullable=False),
+    Column("steps", Integer),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("seconds", Float, nullable=False),
+    Column("credits", BigInteger, nullable=False),
+    _created_at(),
+    Index(None, "user_id", "created_at"),
+)
