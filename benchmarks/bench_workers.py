@@ -303,6 +303,25 @@ class Options:
     quick: bool
 
 
+BENCH_CREDITS = 10_000_000
+
+
+def grant_credits(database_url: str, base_url: str, token: str, credits: int) -> None:
+    """Grant the signed-in admin ``credits`` through the ledger (as an admin adjustment would)."""
+    from sqlalchemy import create_engine
+
+    from invokeai_saas.credits.ledger import CreditLedger
+    from invokeai_saas.db.engine import sync_url
+
+    me = httpx.get(f"{base_url}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    me.raise_for_status()
+    engine = create_engine(sync_url(database_url))
+    try:
+        CreditLedger(engine).grant(str(me.json()["user_id"]), credits, "test", "test:benchmark")
+    finally:
+        engine.dispose()
+
+
 def admin_token(url: str) -> str:
     """Create the first administrator (both sides run multiuser), log in, return the bearer token."""
     with httpx.Client(base_url=url, timeout=60) as http:
@@ -412,6 +431,9 @@ class Bench:
         web = InvokeAIWebServer(web_root, saas_settings=settings, env=dict(SERVER_ENV))
         self._start([web], f"saas invokeai-web ({web_root})")
         token = admin_token(web.url)
+        # Credits are on (the hold at enqueue and the settlement are part of the path measured): the benchmark's
+        # user gets enough of them for every phase.
+        grant_credits(pg.url, web.url, token, BENCH_CREDITS)
         clock = self._clock(web.url, token)
         services = [pid for pid in (pg.pid, redis.pid, sqs.pid) if pid is not None]
         assert web.pid is not None

@@ -106,6 +106,24 @@ class SaasSettings(BaseSettings):
         description="On SIGTERM, how long a worker lets its current item finish before handing it back to the queue.",
     )
 
+    # Credits (1 credit = 1 GPU-second)
+    credits_enforced: bool = Field(
+        default=True,
+        description="Hold credits at enqueue and charge measured GPU time (with database_url). Off: generation is "
+        "free and unmetered.",
+    )
+    credit_estimate_overhead_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Estimated seconds every queue item costs besides denoising (model load, "
+        "decode); part of the hold taken at enqueue.",
+    )
+    credit_estimate_step_seconds: dict[str, float] = Field(
+        default_factory=lambda: {"sd-1": 0.05, "sd-2": 0.06, "sdxl": 0.12, "sd-3": 0.25, "flux": 0.4, "default": 0.2},
+        description="Estimated GPU seconds per denoising step at 512×512, by model base (scaled by pixel count); "
+        "'default' for other bases. The hold is an estimate; the charge is the measured time.",
+    )
+
     # Billing (Stripe)
     stripe_api_key: SecretStr | None = Field(default=None, description="Stripe secret key. Unset: billing off.")
     stripe_api_base: str | None = Field(

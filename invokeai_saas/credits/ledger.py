@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
@@ -74,6 +74,32 @@ class Balance:
     held: int
     debt: int
     grants: list[GrantBalance] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One entry as a user's history shows it (everything but the natural key)."""
+
+    entry_id: int
+    kind: str
+    source: str | None
+    credits: int
+    grant_entry_id: int | None
+    item_id: int | None
+    valid_from: datetime | None
+    valid_until: datetime | None
+    details: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    """The settled runs of one UTC day."""
+
+    day: date
+    items: int
+    seconds: float
+    credits: int
 
 
 @dataclass(frozen=True)
@@ -394,6 +420,68 @@ class CreditLedger:
         remaining = sum(g.remaining for g in breakdown)
         return Balance(remaining - int(held) - int(debt), int(held), int(debt), breakdown)
 
+    def history(self, user_id: str, offset: int = 0, limit: int = 50) -> tuple[list[LedgerEntry], int]:
+        """One page of the user's entries, newest first, and how many entries the user has in all. Ordered by
+        ``(created_at, entry_id)`` descending, a total order, so pages neither repeat nor skip an entry."""
+        if offset < 0 or limit < 1:
+            raise ValueError("offset must be >= 0 and limit >= 1")
+        with self._engine.connect() as conn:
+            total = conn.execute(
+                select(func.count()).select_from(ledger).where(ledger.c.user_id == user_id)
+            ).scalar_one()
+            rows = conn.execute(
+                select(
+                    ledger.c.entry_id,
+                    ledger.c.kind,
+                    ledger.c.source,
+                    ledger.c.credits,
+                    ledger.c.grant_entry_id,
+                    ledger.c.item_id,
+                    ledger.c.valid_from,
+                    ledger.c.valid_until,
+                    ledger.c.details,
+                    ledger.c.created_at,
+                )
+                .where(ledger.c.user_id == user_id)
+                .order_by(ledger.c.created_at.desc(), ledger.c.entry_id.desc())
+                .offset(offset)
+                .limit(limit)
+            ).all()
+        entries = [
+            LedgerEntry(
+                entry_id=int(r.entry_id),
+                kind=r.kind,
+                source=r.source,
+                credits=int(r.credits),
+                grant_entry_id=r.grant_entry_id,
+                item_id=r.item_id,
+                valid_from=r.valid_from,
+                valid_until=r.valid_until,
+                details=dict(r.details or {}),
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
+        return entries, int(total)
+
+    def usage_by_day(self, user_id: str, since: datetime) -> list[DailyUsage]:
+        """The user's settled runs from ``since`` on, summed per UTC day, oldest first; days without a run are
+        absent (callers that chart them fill the gaps)."""
+        day = func.date(func.timezone("UTC", credit_usage.c.created_at))
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    day.label("day"),
+                    func.count().label("items"),
+                    func.coalesce(func.sum(credit_usage.c.seconds), 0.0).label("seconds"),
+                    func.coalesce(func.sum(credit_usage.c.credits), 0).label("credits"),
+                )
+                .where(credit_usage.c.user_id == user_id, credit_usage.c.created_at >= since)
+                .group_by(day)
+                .order_by(day)
+            ).all()
+        return [DailyUsage(r.day, int(r.items), float(r.seconds), int(r.credits)) for r in rows]
+
     def rebuild(self, user_id: str, at: datetime | None = None) -> Balance:
         """The balance computed from the ledger entries alone, ignoring the projections."""
         at = at or _now()
@@ -430,8 +518,10 @@ class CreditLedger:
 __all__ = [
     "Balance",
     "CreditLedger",
+    "DailyUsage",
     "GrantBalance",
     "InsufficientCredits",
+    "LedgerEntry",
     "Settlement",
     "Usage",
     "credits_for",

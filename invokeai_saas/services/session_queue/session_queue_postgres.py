@@ -36,7 +36,7 @@ import asyncio
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from invokeai.app.services.invoker import Invoker
 from invokeai.app.services.session_queue.session_queue_base import SessionQueueBase
@@ -228,6 +228,12 @@ def _group_by_user(rows: Iterable[Row[Any]]) -> dict[str, list[int]]:
     return grouped
 
 
+class EnqueueGuard(Protocol):
+    """Checks (and accompanies) new items in their inserting transaction; see ``add_enqueue_guard``."""
+
+    def on_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None: ...
+
+
 class PostgresSessionQueue(SessionQueueBase):
     _invoker: Invoker
 
@@ -235,6 +241,16 @@ class PostgresSessionQueue(SessionQueueBase):
         super().__init__()
         self._engine = engine
         self._reads = autocommit_reads(engine)
+        self._enqueue_guards: list[EnqueueGuard] = []
+
+    def add_enqueue_guard(self, guard: EnqueueGuard) -> None:
+        """Run ``guard`` inside every transaction that makes new items runnable through the API (enqueue, retry):
+        it may write alongside the items (credit holds) or raise to refuse them, which rolls the items back."""
+        self._enqueue_guards.append(guard)
+
+    def _guard_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None:
+        for guard in self._enqueue_guards:
+            guard.on_enqueue(conn, user_id, batch, rows)
 
     def start(self, invoker: Invoker) -> None:
         """Stock's startup minus its "cancel everything in progress" sweep.
@@ -689,6 +705,7 @@ class PostgresSessionQueue(SessionQueueBase):
                 user_id=user_id,
             )
             inserted = self._insert_values(conn, values_to_insert)
+            self._guard_enqueue(conn, user_id, batch, inserted)
             item_ids = list(
                 conn.execute(
                     select(sq.c.item_id).where(sq.c.batch_id == batch.batch_id).order_by(sq.c.item_id.desc())
@@ -1295,6 +1312,7 @@ class PostgresSessionQueue(SessionQueueBase):
             items = {row.item_id: _item_from_row(row) for row in rows}
 
             values_to_insert: list[ValueToInsertTuple] = []
+            retried_batches: list[Batch] = []
             retried_root_item_ids: list[int] = []
             retried_user_ids: list[str] = []
             retried_item_ids_by_user: dict[str, list[int]] = {}
@@ -1319,9 +1337,13 @@ class PostgresSessionQueue(SessionQueueBase):
                 retried_user_ids.append(root_queue_item.user_id)
                 retried_item_ids_by_user.setdefault(root_queue_item.user_id, []).append(root_item_id)
                 values_to_insert.append(self._retry_values(root_queue_item))
+                retried_batches.append(Batch(batch_id=root_queue_item.batch_id, graph=root_queue_item.session.graph))
                 if len(values_to_insert) >= max_new_queue_items:
                     break
             inserted = self._insert_values(conn, values_to_insert)
+            if self._enqueue_guards:
+                for row, retried_batch in zip(inserted, retried_batches, strict=True):
+                    self._guard_enqueue(conn, str(row.user_id), retried_batch, [row])
         self._dispatch_new(inserted)
 
         retry_result = RetryItemsResult(queue_id=queue_id, retried_item_ids=retried_root_item_ids)

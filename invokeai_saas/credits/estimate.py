@@ -1,0 +1,101 @@
+"""The cost estimate held at enqueue: how many GPU-seconds one queue item of a batch will likely take.
+
+Only the hold uses it; the charge is the measured GPU time. A good estimate keeps holds close to charges, so users
+are neither refused for credits they have nor left with debt. The model, per queue item:
+
+    seconds = overhead + Σ over denoising nodes: steps × (width × height / 512²) × step_seconds[model base]
+
+- a denoising node is any node with a ``steps`` (or ``num_steps``) input: stock's SD, SDXL, SD3, FLUX, CogView,
+  Z-Image... denoisers all have one; ``denoising_start``/``denoising_end`` shrink the steps actually run;
+- width and height come from the denoising node when it has them, else from the graph's largest ``width`` and
+  ``height`` inputs (the noise node), else 512;
+- the model base comes from the graph's main model (``sd-1``, ``sdxl``, ``flux``...);
+- batch data that sets steps, width or height counts with its largest value (one estimate per batch).
+
+``credit_estimate_overhead_seconds`` and ``credit_estimate_step_seconds`` (settings) tune it per deployment; the
+defaults are modest GPU figures. The plan's ``credit_multiplier`` applies on top, as at settlement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from invokeai.app.services.session_queue.session_queue_common import Batch
+
+from invokeai_saas.credits.ledger import credits_for
+
+REFERENCE_PIXELS = 512 * 512
+DEFAULT_BASE = "default"
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    seconds: float
+    model_base: str | None
+    steps: int
+    width: int
+    height: int
+
+    def credits(self, multiplier: float) -> int:
+        """At least one credit per item: even a graph without a model occupies a worker."""
+        return max(1, credits_for(self.seconds, multiplier))
+
+
+def _field(node: Any, name: str) -> Any:
+    return getattr(node, name, None)
+
+
+def _batch_values(batch: Batch, name: str) -> list[Any]:
+    values: list[Any] = []
+    for group in batch.data or []:
+        for datum in group:
+            if datum.field_name == name:
+                values.extend(datum.items)
+    return values
+
+
+def _ints(values: Iterable[Any]) -> list[int]:
+    return [int(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+class CreditEstimator:
+    def __init__(self, overhead_seconds: float, step_seconds: Mapping[str, float]) -> None:
+        self._overhead = overhead_seconds
+        self._step_seconds = dict(step_seconds)
+
+    def estimate(self, batch: Batch) -> CostEstimate:
+        nodes = list(batch.graph.nodes.values()) if batch.graph is not None else []
+        base = self._model_base(nodes)
+        widths = _ints([_field(n, "width") for n in nodes] + _batch_values(batch, "width"))
+        heights = _ints([_field(n, "height") for n in nodes] + _batch_values(batch, "height"))
+        batch_steps = _ints(_batch_values(batch, "steps") + _batch_values(batch, "num_steps"))
+        per_step = self._step_seconds.get(base or DEFAULT_BASE, self._step_seconds.get(DEFAULT_BASE, 0.2))
+        seconds = self._overhead
+        total_steps = 0
+        width, height = max(widths, default=512), max(heights, default=512)
+        for node in nodes:
+            steps = _field(node, "steps") if _field(node, "steps") is not None else _field(node, "num_steps")
+            if not isinstance(steps, int) or isinstance(steps, bool):
+                continue
+            steps = max([steps, *batch_steps])
+            start, end = _field(node, "denoising_start"), _field(node, "denoising_end")
+            if isinstance(start, int | float) and isinstance(end, int | float) and 0 <= start < end <= 1:
+                steps = max(1, round(steps * (end - start)))
+            node_width = _field(node, "width") if isinstance(_field(node, "width"), int) else width
+            node_height = _field(node, "height") if isinstance(_field(node, "height"), int) else height
+            seconds += steps * (node_width * node_height / REFERENCE_PIXELS) * per_step
+            total_steps += steps
+        return CostEstimate(seconds, base, total_steps, width, height)
+
+    @staticmethod
+    def _model_base(nodes: list[Any]) -> str | None:
+        """The base of the graph's main model (the first one found)."""
+        for node in nodes:
+            for name in type(node).model_fields:
+                value = getattr(node, name, None)
+                base, kind = getattr(value, "base", None), getattr(value, "type", None)
+                if base is not None and str(getattr(kind, "value", kind)) == "main":
+                    return str(getattr(base, "value", base))
+        return None

@@ -1,0 +1,136 @@
+"""Holding credits at enqueue, charging measured GPU time where the graph ran, releasing what was not used.
+
+- ``CreditHoldGuard`` runs inside the enqueue (and retry) transaction of the session queue: it estimates each
+  item's cost (``CreditEstimator`` × the plan's multiplier) and holds it, or raises ``InsufficientCredits``, which
+  rolls the items back: 100 concurrent enqueues against a balance for 10 leave exactly 10 items and 10 holds.
+- ``SessionCharger`` is a pair of stock ``DefaultSessionRunner`` callbacks, so it measures where the graph runs
+  (a worker, or the API process without SQS): the seconds between the session starting and ending on its device,
+  summed over the segments of a workflow-call parent. A completed item, or one canceled while running, is charged
+  those seconds (rounded up, × the plan's multiplier); a failed item is charged nothing and its hold released.
+  The ledger settles each item once, so a duplicate run or delivery never charges twice.
+- ``release_unsettled`` is the backstop for items that end without reaching a runner's callback: canceled or
+  deleted before they started, failed by the reaper after their worker died, a worker killed mid-settlement. It
+  releases the holds of items that are finished (or gone) and were never settled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from invokeai.app.services.session_queue.session_queue_common import Batch, SessionQueueItem
+from sqlalchemy import Connection, Engine, Row, func, not_, or_, select
+
+from invokeai_saas.credits.estimate import CreditEstimator
+from invokeai_saas.credits.ledger import CreditLedger, Usage, credits_for
+from invokeai_saas.credits.plans import PlanLimits, PlanService
+from invokeai_saas.db.tables import credit_holds, credit_usage, session_queue
+
+logger = logging.getLogger("invokeai_saas.credits")
+
+# A hold younger than this may belong to an item whose enqueue transaction is still being emitted; the backstop
+# leaves it alone.
+_RELEASE_MIN_AGE_SECONDS = 5.0
+_FINISHED = ("completed", "failed", "canceled")
+
+
+class CreditHoldGuard:
+    """A session-queue enqueue guard (``PostgresSessionQueue.add_enqueue_guard``) that holds credits per item."""
+
+    def __init__(self, ledger: CreditLedger, plans: PlanService, estimator: CreditEstimator) -> None:
+        self._ledger = ledger
+        self._plans = plans
+        self._estimator = estimator
+
+    def cost_per_item(self, user_id: str, batch: Batch) -> int:
+        return self._estimator.estimate(batch).credits(self._limits(user_id).credit_multiplier)
+
+    def _limits(self, user_id: str) -> PlanLimits:
+        subscription = self._plans.subscription(user_id)
+        if subscription is None:
+            raise ValueError(f"user {user_id} has no subscription")
+        return subscription.limits
+
+    def on_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None:
+        cost = self.cost_per_item(user_id, batch)
+        self._ledger.hold_in(conn, user_id, [(int(row.item_id), cost) for row in rows])
+
+
+class SessionCharger:
+    """``on_before_run_session`` / ``on_after_run_session`` callbacks for stock's ``DefaultSessionRunner``."""
+
+    def __init__(self, ledger: CreditLedger, plans: PlanService, estimator: CreditEstimator) -> None:
+        self._ledger = ledger
+        self._plans = plans
+        self._estimator = estimator
+        self._started: dict[int, float] = {}
+        self._seconds: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def on_before_run_session(self, queue_item: SessionQueueItem) -> None:
+        with self._lock:
+            self._started[queue_item.item_id] = time.monotonic()
+
+    def on_after_run_session(self, queue_item: SessionQueueItem) -> None:
+        with self._lock:
+            started = self._started.pop(queue_item.item_id, None)
+            if started is None:
+                return
+            seconds = self._seconds.pop(queue_item.item_id, 0.0) + (time.monotonic() - started)
+            if queue_item.status == "waiting":
+                # A workflow-call parent parked for its child: it resumes (on this worker) and is charged at its end.
+                self._seconds[queue_item.item_id] = seconds
+                return
+        try:
+            self._settle(queue_item, seconds)
+        except Exception:
+            # Charging must never break the run's own bookkeeping; the hold stays, and the backstop releases it
+            # if the item is finished without a settlement.
+            logger.exception(f"Could not settle the credits of queue item {queue_item.item_id}")
+
+    def _settle(self, queue_item: SessionQueueItem, seconds: float) -> None:
+        if queue_item.status == "failed":
+            self._ledger.release(queue_item.user_id, queue_item.item_id, "failed")
+            return
+        if queue_item.status not in ("completed", "canceled"):
+            return  # handed back or taken over: the item runs again and is charged then
+        subscription = self._plans.subscription(queue_item.user_id)
+        limits = subscription.limits if subscription is not None else None
+        estimate = self._estimator.estimate(Batch(graph=queue_item.session.graph))
+        usage = Usage(
+            seconds=seconds,
+            gpu_tier=limits.gpu_tier if limits is not None else "standard",
+            model=estimate.model_base,
+            steps=estimate.steps or None,
+            width=estimate.width,
+            height=estimate.height,
+        )
+        charge = credits_for(seconds, limits.credit_multiplier if limits is not None else 1.0)
+        self._ledger.settle(queue_item.user_id, queue_item.item_id, charge, usage)
+
+
+def release_unsettled(engine: Engine, ledger: CreditLedger, limit: int = 500) -> int:
+    """Release the holds of items that finished (or were deleted) without being settled; returns how many."""
+    sq = session_queue
+    young = func.clock_timestamp() - func.make_interval(0, 0, 0, 0, 0, 0, _RELEASE_MIN_AGE_SECONDS)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(credit_holds.c.item_id, credit_holds.c.user_id, sq.c.status)
+            .outerjoin(sq, sq.c.item_id == credit_holds.c.item_id)
+            .where(
+                credit_holds.c.created_at < young,
+                or_(sq.c.item_id.is_(None), sq.c.status.in_(_FINISHED)),
+                not_(select(credit_usage.c.item_id).where(credit_usage.c.item_id == credit_holds.c.item_id).exists()),
+            )
+            .order_by(credit_holds.c.item_id)
+            .limit(limit)
+        ).all()
+    released = 0
+    for row in rows:
+        reason = "deleted" if row.status is None else row.status
+        if ledger.release(row.user_id, row.item_id, reason):
+            released += 1
+    return released

@@ -1,0 +1,126 @@
+"""The credits plugin: active when ``database_url`` is set (plans and the ledger live in PostgreSQL).
+
+Adds the signed-in user's plan, balance, ledger and usage routes and the public plan catalogue
+(``invokeai_saas/credits/router.py``).
+
+With ``credits_enforced`` (the default), ``saas_swap_services`` makes generation metered
+(``invokeai_saas/credits/settlement.py``): the session queue holds each new item's estimated cost in the
+transaction that inserts it, and in every process that runs graphs (a worker, or an API process without SQS) stock's
+runner gets the callbacks that measure GPU time and settle it; ``saas_route_overrides`` answers a refused enqueue
+with 402. Runs after the postgres and sqs plugins, whose queue and processor it extends. Every API process also
+releases, every ``RELEASE_INTERVAL_SECONDS``, the holds of items that ended without a settlement.
+
+``saas_startup`` starts this API process's credit period pass (``invokeai_saas.credits.periods``): every
+``ROLL_INTERVAL_SECONDS`` (60 s) it renews the monthly allotments whose period ended and expires ended grants. Every
+API process runs one; row locks make them share the work. Workers do not run it. ``saas_shutdown`` stops it.
+"""
+
+from __future__ import annotations
+
+from logging import Logger
+from typing import Any
+
+from fastapi import APIRouter
+
+from invokeai_saas.config import SaasSettings
+from invokeai_saas.plugins.markers import hookimpl
+from invokeai_saas.runtime import worker_role
+
+# How often an API process releases the holds of items that ended unsettled (canceled before they ran, deleted,
+# failed by the reaper): a canceled batch's credits come back within this long.
+RELEASE_INTERVAL_SECONDS = 10.0
+
+_state: dict[str, Any] = {}
+
+
+def _metered(saas_config: SaasSettings) -> bool:
+    return saas_config.database_url is not None and saas_config.credits_enforced
+
+
+@hookimpl
+def saas_swap_services(
+    invokeai_config: Any, saas_config: SaasSettings, services: dict[str, Any], logger: Logger
+) -> None:
+    if not _metered(saas_config):
+        return
+    from invokeai.app.services.session_processor.session_processor_default import (
+        DefaultSessionProcessor,
+        DefaultSessionRunner,
+    )
+
+    from invokeai_saas.credits.estimate import CreditEstimator
+    from invokeai_saas.credits.ledger import CreditLedger
+    from invokeai_saas.credits.plans import PlanService
+    from invokeai_saas.credits.settlement import CreditHoldGuard, SessionCharger
+    from invokeai_saas.db.engine import get_engine
+    from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
+
+    engine = get_engine(saas_config)
+    ledger, plans = CreditLedger(engine), PlanService(engine)
+    estimator = CreditEstimator(saas_config.credit_estimate_overhead_seconds, saas_config.credit_estimate_step_seconds)
+    queue = services.get("session_queue")
+    if isinstance(queue, PostgresSessionQueue):
+        queue.add_enqueue_guard(CreditHoldGuard(ledger, plans, estimator))
+    if isinstance(services.get("session_processor"), DefaultSessionProcessor):
+        # This process runs graphs: stock's processor with a runner that also measures and charges them.
+        charger = SessionCharger(ledger, plans, estimator)
+        services["session_processor"] = DefaultSessionProcessor(
+            session_runner=DefaultSessionRunner(
+                on_before_run_session_callbacks=[charger.on_before_run_session],
+                on_after_run_session_callbacks=[charger.on_after_run_session],
+            )
+        )
+    logger.info("saas mode: generation is metered in credits")
+
+
+@hookimpl
+def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
+    if not _metered(saas_config):
+        return []
+    from invokeai_saas.credits.enqueue_route import enqueue_router
+
+    return [enqueue_router]
+
+
+@hookimpl
+def saas_routers(saas_config: SaasSettings) -> list[APIRouter]:
+    if saas_config.database_url is None:
+        return []
+    from invokeai_saas.credits.router import credits_router  # imports stock's auth: only at app import
+
+    return [credits_router]
+
+
+@hookimpl
+def saas_startup(saas_config: SaasSettings, services: Any, logger: Logger) -> None:
+    if saas_config.database_url is None or worker_role() is not None or "periods" in _state:
+        return
+    from invokeai_saas.credits.ledger import CreditLedger
+    from invokeai_saas.credits.periods import CreditPeriodScheduler, SubscriptionPeriods
+    from invokeai_saas.db.engine import get_engine
+
+    engine = get_engine(saas_config)
+    scheduler = CreditPeriodScheduler(SubscriptionPeriods(engine, CreditLedger(engine)), logger)
+    scheduler.start()
+    _state["periods"] = scheduler
+    if _metered(saas_config):
+        from invokeai_saas.credits.settlement import release_unsettled
+        from invokeai_saas.periodic import PeriodicTask
+
+        ledger = CreditLedger(engine)
+        releases = PeriodicTask(
+            "invokeai-saas-credit-releases",
+            RELEASE_INTERVAL_SECONDS,
+            lambda _: release_unsettled(engine, ledger),
+            logger,
+        )
+        releases.start()
+        _state["releases"] = releases
+
+
+@hookimpl
+def saas_shutdown(saas_config: SaasSettings, logger: Logger) -> None:
+    for name in ("periods", "releases"):
+        task = _state.pop(name, None)
+        if task is not None:
+            task.stop()
