@@ -307,17 +307,27 @@ BENCH_CREDITS = 10_000_000
 
 
 def grant_credits(database_url: str, base_url: str, token: str, credits: int) -> None:
-    """Grant the signed-in admin ``credits`` through the ledger (as an admin adjustment would)."""
-    from sqlalchemy import create_engine
+    """Grant the signed-in admin ``credits`` through the ledger (as an admin adjustment would) and put them on an
+    Enterprise plan whose overrides let one user fill every worker and queue a whole burst."""
+    from sqlalchemy import create_engine, text
 
     from invokeai_saas.credits.ledger import CreditLedger
     from invokeai_saas.db.engine import sync_url
 
     me = httpx.get(f"{base_url}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     me.raise_for_status()
+    user_id = str(me.json()["user_id"])
     engine = create_engine(sync_url(database_url))
     try:
-        CreditLedger(engine).grant(str(me.json()["user_id"]), credits, "test", "test:benchmark")
+        CreditLedger(engine).grant(user_id, credits, "test", "test:benchmark")
+        with engine.begin() as conn:  # a customer plan sized for the burst: every worker, the whole burst queued
+            conn.execute(
+                text(
+                    "UPDATE subscriptions SET plan_id = 'enterprise', status = 'active', overrides = "
+                    "CAST(:overrides AS jsonb) WHERE user_id = :u"
+                ),
+                {"u": user_id, "overrides": f'{{"concurrent_jobs": {MAX_RUNNING_PER_USER}, "queue_size": 100000}}'},
+            )
     finally:
         engine.dispose()
 

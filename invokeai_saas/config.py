@@ -109,8 +109,8 @@ class SaasSettings(BaseSettings):
     # Credits (1 credit = 1 GPU-second)
     credits_enforced: bool = Field(
         default=True,
-        description="Hold credits at enqueue and charge measured GPU time (with database_url). Off: generation is "
-        "free and unmetered.",
+        description="Hold credits at enqueue, charge measured GPU time and enforce plan limits (with database_url). "
+        "Off: generation is free, unmetered and unlimited.",
     )
     credit_estimate_overhead_seconds: float = Field(
         default=1.0,

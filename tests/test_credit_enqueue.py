@@ -79,6 +79,10 @@ def test_100_concurrent_enqueues_against_a_balance_for_10_accept_exactly_10(
     ledger = CreditLedger(engine)
     user_id, headers = _user(saas_web, "crowd")
     _set_balance(engine, ledger, user_id, 10)  # a one-node math graph holds 1 credit per item
+    with engine.begin() as conn:  # the credits, not Trial's queue size (10), must be what refuses the 11th
+        conn.execute(
+            text("UPDATE subscriptions SET overrides = '{\"queue_size\": 1000}' WHERE user_id = :u"), {"u": user_id}
+        )
     admin = {"Authorization": f"Bearer {admin_token(saas_web.url)}"}
     httpx.put(f"{saas_web.url}/api/v1/queue/{Q}/processor/pause", headers=admin, timeout=30).raise_for_status()
     responses: list[httpx.Response] = []

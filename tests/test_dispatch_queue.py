@@ -343,3 +343,22 @@ def test_a_chain_whose_worker_died_fails_instead_of_waiting_forever(d: Deploymen
     for item_id in (parent_id, child.item_id):
         item = d.item(item_id)
         assert item.status == "failed" and item.error_type == WORKER_LOST_ERROR
+
+
+def test_the_plan_sets_the_tier_and_the_running_cap(d: Deployment) -> None:
+    """Without a ``user_scheduling`` row, the subscription's plan decides: Pro (priority 1, two jobs at once)
+    starts before Trial (priority 0, one job at once)."""
+    d.sql("UPDATE subscriptions SET plan_id = 'pro', status = 'active' WHERE user_id = 'bob'")
+    alice = d.enqueue("alice", 2)
+    bob = d.enqueue("bob", 3)
+    third = WorkerSessionQueue(
+        d.engine, SqsDispatcher(d.settings), d.settings, "w2", range(d.settings.scheduling_tiers)
+    )
+    _start(third, d.events)
+    claims = [worker.dequeue() for worker in (*d.workers, third)]
+    assert [c.item_id for c in claims if c is not None] == [bob[0], bob[1], alice[0]]
+    fourth = WorkerSessionQueue(
+        d.engine, SqsDispatcher(d.settings), d.settings, "w3", range(d.settings.scheduling_tiers)
+    )
+    _start(fourth, d.events)
+    assert fourth.dequeue() is None  # bob at 2, alice at 1: everything pending is capped

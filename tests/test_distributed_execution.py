@@ -301,7 +301,7 @@ def test_higher_tiers_start_first_and_users_take_turns_within_a_tier(d: Deployme
     a_id, a = d.user("turns-a")
     b_id, b = d.user("turns-b")
     hi_id, hi = d.user("turns-hi")
-    d.sql("INSERT INTO user_scheduling (user_id, tier) VALUES (:u, 2)", u=hi_id)
+    d.sql("INSERT INTO user_scheduling (user_id, tier, max_running) VALUES (:u, 2, 2)", u=hi_id)
     httpx.put(f"{d.a.url}/api/v1/queue/{Q}/processor/pause", headers=d.admin, timeout=30).raise_for_status()
     try:
         items = d.enqueue(a, sleep_batch(0.3, runs=3)) + d.enqueue(b, sleep_batch(0.3, runs=2))

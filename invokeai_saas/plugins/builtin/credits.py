@@ -4,16 +4,16 @@ Adds the signed-in user's plan, balance, ledger and usage routes and the public 
 (``invokeai_saas/credits/router.py``).
 
 With ``credits_enforced`` (the default), ``saas_swap_services`` makes generation metered
-(``invokeai_saas/credits/settlement.py``): the session queue holds each new item's estimated cost in the
-transaction that inserts it, and in every process that runs graphs (a worker, or an API process without SQS) stock's
-runner gets the callbacks that measure GPU time and settle it; ``saas_route_overrides`` answers a refused enqueue
-with 402. Runs after the postgres and sqs plugins, whose queue and processor it extends. Every API process also
-releases, every ``RELEASE_INTERVAL_SECONDS``, the holds of items that ended without a settlement.
+(``invokeai_saas/credits/settlement.py``): the session queue holds each new item's estimated cost in the transaction
+that inserts it after checking the plan's limits (``invokeai_saas/credits/limits.py``), and in every process that
+runs graphs (a worker, or an API process without SQS) stock's runner gets the callbacks that measure GPU time and
+settle it; ``saas_route_overrides`` answers a refused enqueue with 402 (403/429 for plan limits). Runs after the
+postgres and sqs plugins, whose queue and processor it extends. Every API process also releases, every
+``RELEASE_INTERVAL_SECONDS``, the holds of items that ended without a settlement.
 
 ``saas_startup`` starts this API process's credit period pass (``invokeai_saas.credits.periods``): every
 ``ROLL_INTERVAL_SECONDS`` (60 s) it renews the monthly allotments whose period ended and expires ended grants. Every
-API process runs one; row locks make them share the work. Workers do not run it. ``saas_shutdown`` stops it.
-"""
+API process runs one; row locks make them share the work. Workers do not run it. ``saas_shutdown`` stops it."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def saas_swap_services(
 
     from invokeai_saas.credits.estimate import CreditEstimator
     from invokeai_saas.credits.ledger import CreditLedger
+    from invokeai_saas.credits.limits import PlanLimitsGuard
     from invokeai_saas.credits.plans import PlanService
     from invokeai_saas.credits.settlement import CreditHoldGuard, SessionCharger
     from invokeai_saas.db.engine import get_engine
@@ -60,6 +61,8 @@ def saas_swap_services(
     estimator = CreditEstimator(saas_config.credit_estimate_overhead_seconds, saas_config.credit_estimate_step_seconds)
     queue = services.get("session_queue")
     if isinstance(queue, PostgresSessionQueue):
+        # Limits first: a request the plan does not allow is refused as such, before its cost is even counted.
+        queue.add_enqueue_guard(PlanLimitsGuard(plans, estimator))
         queue.add_enqueue_guard(CreditHoldGuard(ledger, plans, estimator))
     if isinstance(services.get("session_processor"), DefaultSessionProcessor):
         # This process runs graphs: stock's processor with a runner that also measures and charges them.

@@ -24,10 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from invokeai.app.services.session_queue.session_queue_common import SessionQueueItem, SessionQueueItemNotFoundError
-from sqlalchemy import Connection, Engine, Row, and_, delete, func, literal, select, update
+from sqlalchemy import Connection, Engine, Integer, Row, and_, cast, delete, func, literal, select, update
 
 from invokeai_saas.config import SaasSettings
-from invokeai_saas.db.tables import dispatch_parked, session_queue_leases, user_scheduling, workers
+from invokeai_saas.db.tables import (
+    dispatch_parked,
+    plans,
+    session_queue_leases,
+    subscriptions,
+    user_scheduling,
+    workers,
+)
 from invokeai_saas.dispatch.sqs_dispatch import DispatchUnavailable, Runnable, SqsDispatcher
 from invokeai_saas.services.session_queue.session_queue_postgres import (
     TERMINAL_STATUSES,
@@ -73,17 +80,23 @@ class DispatchingSessionQueue(PostgresSessionQueue):
     # region dispatch
 
     def tier_of_users(self, conn: Connection, user_ids: set[str]) -> dict[str, int]:
-        """Each user's scheduling tier: their ``user_scheduling`` row, else ``default_tier`` (clamped to the
-        configured tiers, so a plan written for more tiers than this deployment has still dispatches)."""
+        """Each user's scheduling tier: their ``user_scheduling`` row (an admin's override), else their plan's
+        priority (with the subscription's overrides), else ``default_tier`` — clamped to the configured tiers, so a
+        plan written for more tiers than this deployment has still dispatches."""
         top = self.settings.scheduling_tiers - 1
         tiers = {user_id: self.settings.default_tier for user_id in user_ids}
         if user_ids:
+            tier = func.coalesce(user_scheduling.c.tier, _plan_value("priority"))
             rows = conn.execute(
-                select(user_scheduling.c.user_id, user_scheduling.c.tier).where(
-                    user_scheduling.c.user_id.in_(sorted(user_ids))
+                select(subscriptions.c.user_id, tier.label("tier"))
+                .select_from(
+                    subscriptions.join(plans, plans.c.plan_id == subscriptions.c.plan_id).outerjoin(
+                        user_scheduling, user_scheduling.c.user_id == subscriptions.c.user_id
+                    )
                 )
+                .where(subscriptions.c.user_id.in_(sorted(user_ids)))
             ).all()
-            tiers.update({row.user_id: max(0, min(top, row.tier)) for row in rows})
+            tiers.update({row.user_id: max(0, min(top, int(row.tier))) for row in rows if row.tier is not None})
         return tiers
 
     def _insert_extras(self, conn: Connection, user_ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -309,14 +322,24 @@ class DispatchingSessionQueue(PostgresSessionQueue):
     # endregion
 
 
+def _plan_value(column: str) -> Any:
+    """A plan limit as the subscription sees it: the subscription's override, else the plan's column (to be used
+    in a query that joins ``subscriptions`` and ``plans``)."""
+    return func.coalesce(cast(subscriptions.c.overrides[column].astext, Integer), plans.c[column])
+
+
 def running_count_exceeds(user_column: Any, default_cap: int | None) -> Any:
-    """``user_column`` is a user with at least their cap of items running now (their ``user_scheduling`` row, else
-    ``default_cap``; no cap at all when both are unset)."""
+    """``user_column`` is a user with at least their cap of items running now: their ``user_scheduling`` row (an
+    admin's override), else their plan's ``concurrent_jobs``, else ``default_cap``; no cap when all are unset."""
     running = sq.alias("running")
-    cap = func.coalesce(
-        select(user_scheduling.c.max_running).where(user_scheduling.c.user_id == user_column).scalar_subquery(),
-        literal(default_cap),
+    scheduled = select(user_scheduling.c.max_running).where(user_scheduling.c.user_id == user_column).scalar_subquery()
+    planned = (
+        select(_plan_value("concurrent_jobs"))
+        .select_from(subscriptions.join(plans, plans.c.plan_id == subscriptions.c.plan_id))
+        .where(subscriptions.c.user_id == user_column)
+        .scalar_subquery()
     )
+    cap = func.coalesce(scheduled, planned, literal(default_cap))
     count = (
         select(func.count())
         .select_from(running)

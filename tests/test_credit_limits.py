@@ -1,0 +1,111 @@
+"""Plan limits at enqueue, through the real API (``saas_web``): every refusal has its status and says what the
+plan allows, enqueues nothing and holds nothing; one user at their limit never limits another. New users are on
+Trial: batches of 4, 1024 pixels, SD models only, 10 queued items."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from invokeai_saas.credits.ledger import CreditLedger
+from invokeai_saas.db.engine import sync_url
+from invokeai_saas.devstack import LocalStack
+from invokeai_saas.devstack.web import InvokeAIWebServer
+from tests.support.browser import create_user
+from tests.support.invokeai import add_graph_batch, admin_token
+
+Q = "default"
+
+
+@pytest.fixture(scope="module")
+def engine(stack: LocalStack) -> Iterator[Engine]:
+    engine = create_engine(sync_url(str(stack.saas_settings()["database_url"])))
+    yield engine
+    engine.dispose()
+
+
+def _user(web: InvokeAIWebServer, name: str) -> tuple[str, dict[str, str]]:
+    admin = {"Authorization": f"Bearer {admin_token(web.url)}"}
+    user_id, token = create_user(web.url, admin, f"{name}-{uuid.uuid4().hex[:6]}@example.com")
+    return user_id, {"Authorization": f"Bearer {token}"}
+
+
+def _enqueue(web: InvokeAIWebServer, headers: dict[str, str], body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{web.url}/api/v1/queue/{Q}/enqueue_batch", json=body, headers=headers, timeout=60)
+
+
+def _graph_batch(nodes: dict[str, Any], runs: int = 1) -> dict[str, Any]:
+    return {"prepend": False, "batch": {"graph": {"id": "g", "nodes": nodes, "edges": []}, "runs": runs}}
+
+
+def _queued(engine: Engine, user_id: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(text("SELECT count(*) FROM session_queue WHERE user_id = :u"), {"u": user_id}).scalar_one()
+        )
+
+
+def _refused(response: httpx.Response, status: int, *phrases: str) -> None:
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    for phrase in phrases:
+        assert phrase in detail, detail
+    assert "Traceback" not in response.text and "/api/v1/saas/plans" in detail
+
+
+def test_batch_size_resolution_and_model_access_are_refused_with_what_the_plan_allows(
+    saas_web: InvokeAIWebServer, engine: Engine
+) -> None:
+    user_id, headers = _user(saas_web, "limited")
+    _refused(_enqueue(saas_web, headers, add_graph_batch() | {"batch": {**add_graph_batch()["batch"], "runs": 5}}),
+             403, "Trial", "batches of up to 4 items", "has 5")  # fmt: skip
+    big = {"noise": {"id": "noise", "type": "noise", "seed": 1, "width": 2048, "height": 512}}
+    _refused(_enqueue(saas_web, headers, _graph_batch(big)), 403, "up to 1024 pixels", "asks for 2048")
+    flux = {
+        "model": {
+            "id": "model",
+            "type": "main_model_loader",
+            "model": {"key": str(uuid.uuid4()), "hash": "x", "name": "some-flux", "base": "flux", "type": "main"},
+        }
+    }
+    _refused(_enqueue(saas_web, headers, _graph_batch(flux)), 403, "does not include flux models")
+    assert _queued(engine, user_id) == 0
+    balance = CreditLedger(engine).balance(user_id)
+    assert (balance.available, balance.held) == (500, 0)  # refused requests hold nothing
+    # Within the limits the same user is served.
+    ok = {"noise": {"id": "noise", "type": "noise", "seed": 1, "width": 1024, "height": 1024}}
+    assert _enqueue(saas_web, headers, _graph_batch(ok)).status_code == 200
+
+
+def test_the_queue_size_limit_is_per_user(saas_web: InvokeAIWebServer, engine: Engine) -> None:
+    full_id, full = _user(saas_web, "queue-full")
+    _, other = _user(saas_web, "queue-other")
+    admin = {"Authorization": f"Bearer {admin_token(saas_web.url)}"}
+    httpx.put(f"{saas_web.url}/api/v1/queue/{Q}/processor/pause", headers=admin, timeout=30).raise_for_status()
+    try:
+        for runs in (4, 4, 2):  # Trial: 10 queued items, in batches of at most 4
+            body = add_graph_batch() | {"batch": {**add_graph_batch()["batch"], "runs": runs}}
+            assert _enqueue(saas_web, full, body).status_code == 200
+        _refused(_enqueue(saas_web, full, add_graph_batch()), 429, "allows 10 queued items")
+        assert _queued(engine, full_id) == 10
+        assert _enqueue(saas_web, other, add_graph_batch()).status_code == 200  # another user is not affected
+    finally:
+        for headers in (full, other):
+            httpx.put(f"{saas_web.url}/api/v1/queue/{Q}/clear", headers=headers, timeout=30).raise_for_status()
+        httpx.put(f"{saas_web.url}/api/v1/queue/{Q}/processor/resume", headers=admin, timeout=30).raise_for_status()
+
+
+def test_a_larger_plan_lifts_the_limits_at_once(saas_web: InvokeAIWebServer, engine: Engine) -> None:
+    user_id, headers = _user(saas_web, "upgraded")
+    body = add_graph_batch() | {"batch": {**add_graph_batch()["batch"], "runs": 6}}
+    assert _enqueue(saas_web, headers, body).status_code == 403
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE subscriptions SET plan_id = 'pro', status = 'active' WHERE user_id = :u"), {"u": user_id}
+        )
+    assert _enqueue(saas_web, headers, body).status_code == 200  # Pro: batches of 16
