@@ -109,3 +109,19 @@ def test_a_larger_plan_lifts_the_limits_at_once(saas_web: InvokeAIWebServer, eng
             text("UPDATE subscriptions SET plan_id = 'pro', status = 'active' WHERE user_id = :u"), {"u": user_id}
         )
     assert _enqueue(saas_web, headers, body).status_code == 200  # Pro: batches of 16
+
+
+def test_a_full_storage_quota_refuses_new_generations(saas_web: InvokeAIWebServer, engine: Engine) -> None:
+    user_id, headers = _user(saas_web, "hoarder")
+    with engine.begin() as conn:  # Trial includes 2 GB; this user's media fill it (the usage row the index keeps)
+        conn.execute(
+            text("INSERT INTO user_storage_usage (user_id, bytes, objects) VALUES (:u, :b, 1)"),
+            {"u": user_id, "b": 2 * 1024**3},
+        )
+    try:
+        _refused(_enqueue(saas_web, headers, add_graph_batch()), 403, "2 GB of storage and it is full")
+        assert _queued(engine, user_id) == 0
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM user_storage_usage WHERE user_id = :u"), {"u": user_id})
+    assert _enqueue(saas_web, headers, add_graph_batch()).status_code == 200

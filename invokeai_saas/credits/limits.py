@@ -9,6 +9,7 @@ answers:
 - a width or height above ``max_resolution``: 403;
 - a main model whose base is outside the plan's ``model_access`` (``sd_only``: SD 1.x, 2.x and SDXL;
   ``flux_included``: those and FLUX; ``full``: any): 403;
+- storage (media on S3, ``user_storage_usage``) at or over ``storage_gb``: 403, since every generation adds media;
 - more of the user's items pending or running than ``queue_size``: 429.
 
 The running cap (``concurrent_jobs``) is enforced where items start, by the scheduler (see
@@ -26,10 +27,11 @@ from sqlalchemy import Connection, Row, func, select
 from invokeai_saas.credits.estimate import CreditEstimator
 from invokeai_saas.credits.ledger import CreditLedger
 from invokeai_saas.credits.plans import PlanService
-from invokeai_saas.db.tables import session_queue
+from invokeai_saas.db.tables import session_queue, user_storage_usage
 
 SD_BASES = frozenset({"sd-1", "sd-2", "sdxl", "sdxl-refiner"})
 FLUX_BASES = frozenset({"flux", "flux2"})
+BYTES_PER_GB = 1024**3
 UPGRADE = "Move to a larger plan for more (plans: GET /api/v1/saas/plans)."
 
 
@@ -76,6 +78,17 @@ class PlanLimitsGuard:
             )
         if not model_allowed(limits.model_access, estimate.model_base):
             raise PlanLimitExceeded(403, f"{plan} does not include {estimate.model_base} models. {UPGRADE}")
+        used = conn.execute(
+            select(func.coalesce(func.max(user_storage_usage.c.bytes), 0)).where(
+                user_storage_usage.c.user_id == user_id
+            )
+        ).scalar_one()
+        if used >= limits.storage_gb * BYTES_PER_GB:
+            raise PlanLimitExceeded(
+                403,
+                f"{plan} includes {limits.storage_gb} GB of storage and it is full; delete images or videos to "
+                f"generate more. {UPGRADE}",
+            )
         CreditLedger.lock_account(conn, user_id)  # serialises this user's enqueues: the count below stays true
         queued = conn.execute(
             select(func.count())
