@@ -15,7 +15,9 @@ from invokeai.app.invocations.primitives import IntegerOutput
 from invokeai.app.services.shared.invocation_context import InvocationContext
 
 
-@invocation("saas_test_sleep", title="Sleep (test)", tags=["test"], category="test", version="1.0.0")
+# use_cache=False: stock caches node outputs by their inputs, so a second identical node would return at once
+# without waiting (or burning CPU) at all.
+@invocation("saas_test_sleep", title="Sleep (test)", tags=["test"], category="test", version="1.0.0", use_cache=False)
 class SaasTestSleepInvocation(BaseInvocation):
     """Waits ``seconds``, stopping early when the session is canceled; outputs how many 20 ms slices it waited."""
 
@@ -30,7 +32,7 @@ class SaasTestSleepInvocation(BaseInvocation):
         return IntegerOutput(value=slices)
 
 
-@invocation("saas_test_spin", title="Spin (test)", tags=["test"], category="test", version="1.0.0")
+@invocation("saas_test_spin", title="Spin (test)", tags=["test"], category="test", version="1.0.0", use_cache=False)
 class SaasTestSpinInvocation(BaseInvocation):
     """Burns ``milliseconds`` of CPU time on the calling thread; outputs the loop count."""
 
