@@ -196,3 +196,27 @@ def _usage(engine: Engine, item_id: int) -> Any:
         return conn.execute(
             text("SELECT seconds, credits FROM credit_usage WHERE item_id = :i"), {"i": item_id}
         ).first()
+
+
+def test_a_retry_the_balance_cannot_cover_is_refused_with_402(saas_web: InvokeAIWebServer, engine: Engine) -> None:
+    """Retrying makes a new item runnable, so it holds credits too; stock's retry route would turn the refusal
+    into a 500 carrying the exception's text."""
+    ledger = CreditLedger(engine)
+    user_id, headers = _user(saas_web, "retrier")
+    _set_balance(engine, ledger, user_id, 1)
+    admin = {"Authorization": f"Bearer {admin_token(saas_web.url)}"}
+    httpx.put(f"{saas_web.url}/api/v1/queue/{Q}/processor/pause", headers=admin, timeout=30).raise_for_status()
+    try:
+        (item_id,) = _enqueue(saas_web, headers, add_graph_batch()).json()["item_ids"]
+        httpx.put(f"{saas_web.url}/api/v1/queue/{Q}/i/{item_id}/cancel", headers=headers, timeout=30).raise_for_status()
+        # Its hold is still there (the backstop releases holds after 5 s): nothing left for the retry.
+        r = httpx.put(f"{saas_web.url}/api/v1/queue/{Q}/retry_items_by_id", json=[item_id], headers=headers, timeout=30)
+        assert r.status_code == 402, r.text
+        assert r.json() == {"detail": r.json()["detail"]} and "this needs 1 credits and 0 are available" in r.text
+        with engine.connect() as conn:
+            retried = conn.execute(
+                text("SELECT count(*) FROM session_queue WHERE retried_from_item_id = :i"), {"i": item_id}
+            ).scalar()
+        assert retried == 0
+    finally:
+        httpx.put(f"{saas_web.url}/api/v1/queue/{Q}/processor/resume", headers=admin, timeout=30).raise_for_status()

@@ -20,32 +20,20 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from invokeai_saas.exception_chain import find_in_chain
 from invokeai_saas.storage.object_store import ObjectStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 UNAVAILABLE_DETAIL = "Object storage is temporarily unavailable; nothing was lost. Try again."
 RETRY_AFTER_SECONDS = 5
-_MAX_CHAIN = 64  # exceptions inspected per chain: chains are short; this only bounds a pathological one
 
 Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
 
 def find_outage(error: BaseException | None) -> ObjectStoreUnavailable | None:
     """The ``ObjectStoreUnavailable`` in ``error``'s cause/context chain (and exception groups), if any."""
-    pending: list[BaseException | None] = [error]
-    seen: set[int] = set()
-    while pending and len(seen) < _MAX_CHAIN:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ObjectStoreUnavailable):
-            return current
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        pending.extend((current.__context__, current.__cause__))
-    return None
+    return find_in_chain(error, ObjectStoreUnavailable)
 
 
 def unavailable_response() -> JSONResponse:

@@ -7,8 +7,9 @@ With ``credits_enforced`` (the default), ``saas_swap_services`` makes generation
 (``invokeai_saas/credits/settlement.py``): the session queue holds each new item's estimated cost in the transaction
 that inserts it after checking the plan's limits (``invokeai_saas/credits/limits.py``), and in every process that
 runs graphs (a worker, or an API process without SQS) stock's runner gets the callbacks that measure GPU time and
-settle it; ``saas_route_overrides`` answers a refused enqueue with 402 (403/429 for plan limits). Runs after the
-postgres and sqs plugins, whose queue and processor it extends. Every API process also releases, every
+settle it; ``saas_route_overrides`` answers a refused enqueue with 402 (403/429 for plan limits), and
+``saas_configure_app`` does the same for any other stock route that meets a refusal (retry). Runs after the postgres
+and sqs plugins, whose queue and processor it extends. Every API process also releases, every
 ``RELEASE_INTERVAL_SECONDS``, the holds of items that ended without a settlement.
 
 ``saas_startup`` starts this API process's credit period pass (``invokeai_saas.credits.periods``): every
@@ -20,7 +21,7 @@ from __future__ import annotations
 from logging import Logger
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.plugins.markers import hookimpl
@@ -74,6 +75,15 @@ def saas_swap_services(
             )
         )
     logger.info("saas mode: generation is metered in credits")
+
+
+@hookimpl
+def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
+    if not _metered(saas_config):
+        return
+    from invokeai_saas.credits.http_errors import install_credit_error_handler
+
+    install_credit_error_handler(app)
 
 
 @hookimpl

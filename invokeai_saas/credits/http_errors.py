@@ -1,0 +1,41 @@
+"""Credit and plan refusals answer with their own status, whichever stock route met them.
+
+The hold and the plan checks run inside the session queue, so any stock route that makes items runnable meets
+them: ``enqueue_batch`` (overridden, see ``enqueue_route``) and ``retry_items_by_id``, which turns every exception
+into HTTP 500 with the exception's text. This handler finds the refusal in the error's chain and answers 402
+(``InsufficientCredits``) or the limit's 403/429 with the same user-facing messages as the enqueue route;
+anything else is answered by the previous handler, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from invokeai_saas.credits.enqueue_route import insufficient_credits_detail
+from invokeai_saas.credits.ledger import InsufficientCredits
+from invokeai_saas.credits.limits import PlanLimitExceeded
+from invokeai_saas.exception_chain import find_in_chain
+
+Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
+
+
+def install_credit_error_handler(app: FastAPI) -> None:
+    """Wrap the app's ``HTTPException`` handler; call before the first request."""
+    previous: Handler = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
+
+    async def on_http_exception(request: Request, error: Exception) -> Response:
+        limit = find_in_chain(error, PlanLimitExceeded)
+        if limit is not None:
+            return JSONResponse(status_code=limit.status_code, content={"detail": limit.detail})
+        credits = find_in_chain(error, InsufficientCredits)
+        if credits is not None:
+            return JSONResponse(status_code=402, content={"detail": insufficient_credits_detail(credits)})
+        result = previous(request, error)
+        return await result if isinstance(result, Awaitable) else result
+
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
