@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.db import migrate
+from invokeai_saas.db.engine import sync_url
 from invokeai_saas.devstack import LocalStack, PostgresServer, SeaweedS3Server, make_temp_data_dir
 from invokeai_saas.devstack.group import start_together
 from invokeai_saas.devstack.web import InvokeAIWebServer
@@ -58,6 +59,14 @@ def saas_web(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Ite
     finally:
         worker.stop(timeout=60)
         web.stop(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def saas_db(stack: LocalStack) -> Iterator[Engine]:
+    """An engine on the database ``saas_web`` serves (to set balances, plans and read the ledger directly)."""
+    engine = create_engine(sync_url(str(stack.saas_settings()["database_url"])))
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

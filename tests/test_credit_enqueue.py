@@ -8,20 +8,16 @@ from __future__ import annotations
 import math
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from invokeai_saas.credits.ledger import CreditLedger
 from invokeai_saas.credits.settlement import release_unsettled
-from invokeai_saas.db.engine import sync_url
-from invokeai_saas.devstack import LocalStack
 from invokeai_saas.devstack.web import InvokeAIWebServer
-from tests.support.browser import create_user
+from tests.support.credits import saas_user as _user
 from tests.support.invokeai import add_graph_batch, admin_token
 
 Q = "default"
@@ -29,16 +25,8 @@ WAIT = 90.0
 
 
 @pytest.fixture(scope="module")
-def engine(stack: LocalStack) -> Iterator[Engine]:
-    engine = create_engine(sync_url(str(stack.saas_settings()["database_url"])))
-    yield engine
-    engine.dispose()
-
-
-def _user(web: InvokeAIWebServer, name: str) -> tuple[str, dict[str, str]]:
-    admin = {"Authorization": f"Bearer {admin_token(web.url)}"}
-    user_id, token = create_user(web.url, admin, f"{name}-{uuid.uuid4().hex[:6]}@example.com")
-    return user_id, {"Authorization": f"Bearer {token}"}
+def engine(saas_db: Engine) -> Engine:
+    return saas_db
 
 
 def _set_balance(engine: Engine, ledger: CreditLedger, user_id: str, credits: int) -> None:
@@ -142,10 +130,7 @@ def test_a_completed_item_is_charged_the_seconds_the_worker_measured(
     (item_id,) = r.json()["item_ids"]
     assert ledger.balance(user_id).held == 1  # the estimate: no denoising, the 1 s overhead
     assert _wait(saas_web, headers, item_id, "completed", "failed")["status"] == "completed"
-    deadline = time.monotonic() + 30
-    while (usage := _usage(engine, item_id)) is None:
-        assert time.monotonic() < deadline, "never settled"
-        time.sleep(0.1)
+    usage = _settled(engine, item_id)
     assert usage.seconds >= 1.5
     assert usage.credits == math.ceil(usage.seconds)
     balance = ledger.balance(user_id)
@@ -162,10 +147,7 @@ def test_cancel_while_running_charges_the_seconds_used_and_a_failure_charges_not
     _wait(saas_web, headers, running, "in_progress")
     time.sleep(1.2)
     httpx.put(f"{saas_web.url}/api/v1/queue/{Q}/i/{running}/cancel", headers=headers, timeout=30).raise_for_status()
-    deadline = time.monotonic() + 30
-    while (usage := _usage(engine, running)) is None:
-        assert time.monotonic() < deadline, "the canceled run was never settled"
-        time.sleep(0.1)
+    usage = _settled(engine, running)
     assert 1.2 <= usage.seconds < 60 and usage.credits == math.ceil(usage.seconds)
 
     # A graph that fails when it runs (an image that does not exist): its hold is released, nothing charged.
@@ -189,6 +171,15 @@ def test_cancel_while_running_charges_the_seconds_used_and_a_failure_charges_not
     assert _usage(engine, failed) is None
     assert ledger.balance(user_id).available == 500 - usage.credits
     assert ledger.rebuild(user_id) == ledger.balance(user_id)
+
+
+def _settled(engine: Engine, item_id: int) -> Any:
+    """The item's usage record, once the worker has settled it."""
+    deadline = time.monotonic() + 30
+    while (usage := _usage(engine, item_id)) is None:
+        assert time.monotonic() < deadline, f"item {item_id} was never settled"
+        time.sleep(0.1)
+    return usage
 
 
 def _usage(engine: Engine, item_id: int) -> Any:

@@ -5,34 +5,23 @@ Trial: batches of 4, 1024 pixels, SD models only, 10 queued items."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from invokeai_saas.credits.ledger import CreditLedger
-from invokeai_saas.db.engine import sync_url
-from invokeai_saas.devstack import LocalStack
 from invokeai_saas.devstack.web import InvokeAIWebServer
-from tests.support.browser import create_user
+from tests.support.credits import saas_user as _user
 from tests.support.invokeai import add_graph_batch, admin_token
 
 Q = "default"
 
 
 @pytest.fixture(scope="module")
-def engine(stack: LocalStack) -> Iterator[Engine]:
-    engine = create_engine(sync_url(str(stack.saas_settings()["database_url"])))
-    yield engine
-    engine.dispose()
-
-
-def _user(web: InvokeAIWebServer, name: str) -> tuple[str, dict[str, str]]:
-    admin = {"Authorization": f"Bearer {admin_token(web.url)}"}
-    user_id, token = create_user(web.url, admin, f"{name}-{uuid.uuid4().hex[:6]}@example.com")
-    return user_id, {"Authorization": f"Bearer {token}"}
+def engine(saas_db: Engine) -> Engine:
+    return saas_db
 
 
 def _enqueue(web: InvokeAIWebServer, headers: dict[str, str], body: dict[str, Any]) -> httpx.Response:
