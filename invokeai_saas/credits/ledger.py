@@ -293,19 +293,24 @@ class CreditLedger:
         held = conn.execute(delete(holds).where(holds.c.item_id == item_id).returning(holds.c.held)).scalar()
         if held is None:
             return 0
+        CreditLedger._record_release(conn, user_id, item_id, int(held), reason)
+        return int(held)
+
+    @staticmethod
+    def _record_release(conn: Connection, user_id: str, item_id: int, credits: int, reason: str) -> None:
+        """The item's one ``release`` entry (its natural key makes a second one a no-op)."""
         conn.execute(
             pg_insert(ledger)
             .values(
                 user_id=user_id,
                 kind="release",
-                credits=held,
+                credits=credits,
                 item_id=item_id,
                 natural_key=f"release:{item_id}",
                 details={"reason": reason},
             )
             .on_conflict_do_nothing(index_elements=[ledger.c.natural_key])
         )
-        return int(held)
 
     # endregion
 
@@ -364,16 +369,7 @@ class CreditLedger:
             )
             released = max(int(held) - credits, 0) if held is not None else 0
             if held is not None:
-                conn.execute(
-                    insert(ledger).values(
-                        user_id=user_id,
-                        kind="release",
-                        credits=released,
-                        item_id=item_id,
-                        natural_key=f"release:{item_id}",
-                        details={"reason": "settled"},
-                    )
-                )
+                self._record_release(conn, user_id, item_id, released, "settled")
             conn.execute(
                 insert(credit_usage).values(
                     item_id=item_id,

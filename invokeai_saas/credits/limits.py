@@ -1,9 +1,9 @@
 """Plan limits checked when items are enqueued, server-side, with messages that say what the plan allows.
 
-``PlanLimitsGuard`` is a session-queue enqueue guard (like the credit hold, and added before it): it runs in the
-transaction that inserts the items, after the user's account row is locked, so two concurrent enqueues cannot both
-slip under the queue-size limit. Each refusal is a ``PlanLimitExceeded`` with the HTTP status the enqueue route
-answers:
+``enforce_plan_limits`` runs in the enqueue guard (``invokeai_saas.credits.settlement.CreditHoldGuard``), before
+the hold, in the transaction that inserts the items, after the user's account row is locked, so two concurrent
+enqueues cannot both slip under the queue-size limit. Each refusal is a ``PlanLimitExceeded`` with the HTTP status
+the enqueue route answers:
 
 - batch size (items in one enqueue) above ``max_batch_size``: 403;
 - a width or height above ``max_resolution``: 403;
@@ -18,15 +18,11 @@ The running cap (``concurrent_jobs``) is enforced where items start, by the sche
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from sqlalchemy import Connection, func, select
 
-from invokeai.app.services.session_queue.session_queue_common import Batch
-from sqlalchemy import Connection, Row, func, select
-
-from invokeai_saas.credits.estimate import CreditEstimator
+from invokeai_saas.credits.estimate import CostEstimate
 from invokeai_saas.credits.ledger import CreditLedger
-from invokeai_saas.credits.plans import PlanService
+from invokeai_saas.credits.plans import Subscription
 from invokeai_saas.db.tables import session_queue, user_storage_usage
 
 SD_BASES = frozenset({"sd-1", "sd-2", "sdxl", "sdxl-refiner"})
@@ -52,50 +48,41 @@ def model_allowed(model_access: str, base: str | None) -> bool:
     return base in SD_BASES
 
 
-class PlanLimitsGuard:
-    def __init__(self, plans: PlanService, estimator: CreditEstimator) -> None:
-        self._plans = plans
-        self._estimator = estimator
-
-    def on_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None:
-        subscription = self._plans.subscription(user_id)
-        if subscription is None:
-            raise PlanLimitExceeded(403, "Your account has no plan.")
-        limits = subscription.limits
-        plan = f"Your plan ({subscription.plan.name})"
-        if len(rows) > limits.max_batch_size:
-            raise PlanLimitExceeded(
-                403,
-                f"{plan} allows batches of up to {limits.max_batch_size} items; this one has {len(rows)}. {UPGRADE}",
-            )
-        estimate = self._estimator.estimate(batch)
-        largest = max(estimate.width, estimate.height)
-        if largest > limits.max_resolution:
-            raise PlanLimitExceeded(
-                403,
-                f"{plan} allows images up to {limits.max_resolution} pixels wide or high; this asks for {largest}. "
-                f"{UPGRADE}",
-            )
-        if not model_allowed(limits.model_access, estimate.model_base):
-            raise PlanLimitExceeded(403, f"{plan} does not include {estimate.model_base} models. {UPGRADE}")
-        used = conn.execute(
-            select(func.coalesce(func.max(user_storage_usage.c.bytes), 0)).where(
-                user_storage_usage.c.user_id == user_id
-            )
-        ).scalar_one()
-        if used >= limits.storage_gb * BYTES_PER_GB:
-            raise PlanLimitExceeded(
-                403,
-                f"{plan} includes {limits.storage_gb} GB of storage and it is full; delete images or videos to "
-                f"generate more. {UPGRADE}",
-            )
-        CreditLedger.lock_account(conn, user_id)  # serialises this user's enqueues: the count below stays true
-        queued = conn.execute(
-            select(func.count())
-            .select_from(session_queue)
-            .where(session_queue.c.user_id == user_id, session_queue.c.status.in_(("pending", "in_progress")))
-        ).scalar_one()
-        if queued > limits.queue_size:
-            raise PlanLimitExceeded(
-                429, f"{plan} allows {limits.queue_size} queued items at a time; wait for some to finish. {UPGRADE}"
-            )
+def enforce_plan_limits(
+    conn: Connection, user_id: str, subscription: Subscription, estimate: CostEstimate, item_count: int
+) -> None:
+    """Refuse (``PlanLimitExceeded``) new items the subscription's plan does not allow; see the module docstring."""
+    limits = subscription.limits
+    plan = f"Your plan ({subscription.plan.name})"
+    if item_count > limits.max_batch_size:
+        raise PlanLimitExceeded(
+            403, f"{plan} allows batches of up to {limits.max_batch_size} items; this one has {item_count}. {UPGRADE}"
+        )
+    largest = max(estimate.width, estimate.height)
+    if largest > limits.max_resolution:
+        raise PlanLimitExceeded(
+            403,
+            f"{plan} allows images up to {limits.max_resolution} pixels wide or high; this asks for {largest}. "
+            f"{UPGRADE}",
+        )
+    if not model_allowed(limits.model_access, estimate.model_base):
+        raise PlanLimitExceeded(403, f"{plan} does not include {estimate.model_base} models. {UPGRADE}")
+    used = conn.execute(
+        select(func.coalesce(func.max(user_storage_usage.c.bytes), 0)).where(user_storage_usage.c.user_id == user_id)
+    ).scalar_one()
+    if used >= limits.storage_gb * BYTES_PER_GB:
+        raise PlanLimitExceeded(
+            403,
+            f"{plan} includes {limits.storage_gb} GB of storage and it is full; delete images or videos to "
+            f"generate more. {UPGRADE}",
+        )
+    CreditLedger.lock_account(conn, user_id)  # serialises this user's enqueues: the count below stays true
+    queued = conn.execute(
+        select(func.count())
+        .select_from(session_queue)
+        .where(session_queue.c.user_id == user_id, session_queue.c.status.in_(("pending", "in_progress")))
+    ).scalar_one()
+    if queued > limits.queue_size:
+        raise PlanLimitExceeded(
+            429, f"{plan} allows {limits.queue_size} queued items at a time; wait for some to finish. {UPGRADE}"
+        )

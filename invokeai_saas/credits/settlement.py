@@ -1,8 +1,9 @@
 """Holding credits at enqueue, charging measured GPU time where the graph ran, releasing what was not used.
 
-- ``CreditHoldGuard`` runs inside the enqueue (and retry) transaction of the session queue: it estimates each
-  item's cost (``CreditEstimator`` × the plan's multiplier) and holds it, or raises ``InsufficientCredits``, which
-  rolls the items back: 100 concurrent enqueues against a balance for 10 leave exactly 10 items and 10 holds.
+- ``CreditHoldGuard`` runs inside the enqueue (and retry) transaction of the session queue: it checks the plan's
+  limits (``invokeai_saas.credits.limits``), then estimates each item's cost (``CreditEstimator`` × the plan's
+  multiplier) and holds it, or raises ``InsufficientCredits``, which rolls the items back: 100 concurrent enqueues
+  against a balance for 10 leave exactly 10 items and 10 holds.
 - ``SessionCharger`` is a pair of stock ``DefaultSessionRunner`` callbacks, so it measures where the graph runs
   (a worker, or the API process without SQS): the seconds between the session starting and ending on its device,
   summed over the segments of a workflow-call parent. A completed item, or one canceled while running, is charged
@@ -26,7 +27,8 @@ from sqlalchemy import Connection, Engine, Row, func, not_, or_, select
 
 from invokeai_saas.credits.estimate import CreditEstimator
 from invokeai_saas.credits.ledger import CreditLedger, Usage, credits_for
-from invokeai_saas.credits.plans import PlanLimits, PlanService
+from invokeai_saas.credits.limits import PlanLimitExceeded, enforce_plan_limits
+from invokeai_saas.credits.plans import PlanService
 from invokeai_saas.db.tables import credit_holds, credit_usage, session_queue
 
 logger = logging.getLogger("invokeai_saas.credits")
@@ -38,24 +40,23 @@ _FINISHED = ("completed", "failed", "canceled")
 
 
 class CreditHoldGuard:
-    """A session-queue enqueue guard (``PostgresSessionQueue.add_enqueue_guard``) that holds credits per item."""
+    """A session-queue enqueue guard (``PostgresSessionQueue.add_enqueue_guard``): checks the plan's limits, then
+    holds each item's estimated cost. One subscription read and one estimate serve both: the enqueue is the hot path.
+    """
 
     def __init__(self, ledger: CreditLedger, plans: PlanService, estimator: CreditEstimator) -> None:
         self._ledger = ledger
         self._plans = plans
         self._estimator = estimator
 
-    def cost_per_item(self, user_id: str, batch: Batch) -> int:
-        return self._estimator.estimate(batch).credits(self._limits(user_id).credit_multiplier)
-
-    def _limits(self, user_id: str) -> PlanLimits:
+    def on_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None:
         subscription = self._plans.subscription(user_id)
         if subscription is None:
-            raise ValueError(f"user {user_id} has no subscription")
-        return subscription.limits
-
-    def on_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None:
-        cost = self.cost_per_item(user_id, batch)
+            raise PlanLimitExceeded(403, "Your account has no plan.")
+        estimate = self._estimator.estimate(batch)
+        # Limits first: a request the plan does not allow is refused as such, before its cost is even counted.
+        enforce_plan_limits(conn, user_id, subscription, estimate, len(rows))
+        cost = estimate.credits(subscription.limits.credit_multiplier)
         self._ledger.hold_in(conn, user_id, [(int(row.item_id), cost) for row in rows])
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import fleet_state, workers
 
 WORKER_STATES = ("idle", "busy", "paused", "draining")
@@ -64,10 +65,16 @@ class FleetState:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._reads = autocommit_reads(engine)
+
+    @staticmethod
+    def paused_in(conn: Connection) -> bool:
+        """The switch as ``conn`` sees it (a claim reads it inside its own transaction)."""
+        return bool(conn.execute(select(fleet_state.c.paused).where(fleet_state.c.id == 1)).scalar_one())
 
     def is_paused(self) -> bool:
-        with self._engine.connect() as conn:
-            return bool(conn.execute(select(fleet_state.c.paused).where(fleet_state.c.id == 1)).scalar_one())
+        with self._reads.connect() as conn:
+            return self.paused_in(conn)
 
     def set_paused(self, paused: bool) -> None:
         with self._engine.begin() as conn:

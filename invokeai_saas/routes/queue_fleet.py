@@ -43,9 +43,8 @@ def _status(queue_id: str, user_id: str, is_admin: bool) -> SessionQueueProcesso
     queue = ApiDependencies.invoker.services.session_queue.get_queue_status(
         queue_id, user_id=user_id, is_admin=is_admin
     )
-    fleet = processor.fleet()
-    status = processor.get_status()
-    return SessionQueueProcessorAndFleetStatus(queue=queue, processor=status, fleet=fleet)
+    fleet = processor.fleet()  # read once: the processor's status is derived from it
+    return SessionQueueProcessorAndFleetStatus(queue=queue, processor=processor.status_of(fleet), fleet=fleet)
 
 
 @queue_status_router.get(

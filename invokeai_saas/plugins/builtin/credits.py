@@ -51,7 +51,6 @@ def saas_swap_services(
 
     from invokeai_saas.credits.estimate import CreditEstimator
     from invokeai_saas.credits.ledger import CreditLedger
-    from invokeai_saas.credits.limits import PlanLimitsGuard
     from invokeai_saas.credits.plans import PlanService
     from invokeai_saas.credits.settlement import CreditHoldGuard, SessionCharger
     from invokeai_saas.db.engine import get_engine
@@ -62,8 +61,6 @@ def saas_swap_services(
     estimator = CreditEstimator(saas_config.credit_estimate_overhead_seconds, saas_config.credit_estimate_step_seconds)
     queue = services.get("session_queue")
     if isinstance(queue, PostgresSessionQueue):
-        # Limits first: a request the plan does not allow is refused as such, before its cost is even counted.
-        queue.add_enqueue_guard(PlanLimitsGuard(plans, estimator))
         queue.add_enqueue_guard(CreditHoldGuard(ledger, plans, estimator))
     if isinstance(services.get("session_processor"), DefaultSessionProcessor):
         # This process runs graphs: stock's processor with a runner that also measures and charges them.

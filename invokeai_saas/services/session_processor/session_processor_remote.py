@@ -25,28 +25,30 @@ from invokeai_saas.dispatch.fleet import FleetState, FleetSummary, WorkerRegistr
 class RemoteSessionProcessor(SessionProcessorBase):
     def __init__(self, engine: Engine, lease_seconds: float) -> None:
         super().__init__()
-        self._engine = engine
         self._reads = autocommit_reads(engine)
-        self.fleet_state = FleetState(self._reads)
+        self.fleet_state = FleetState(engine)
         self.registry = WorkerRegistry(self._reads, lease_seconds)
-        self._writes = FleetState(engine)
 
     def start(self, invoker: Invoker) -> None:
         self._invoker = invoker
 
     def resume(self) -> SessionProcessorStatus:
-        self._writes.set_paused(False)
+        self.fleet_state.set_paused(False)
         return self.get_status()
 
     def pause(self) -> SessionProcessorStatus:
-        self._writes.set_paused(True)
+        self.fleet_state.set_paused(True)
         return self.get_status()
 
     def fleet(self) -> FleetSummary:
         return self.registry.summary(paused=self.fleet_state.is_paused())
 
     def get_status(self) -> SessionProcessorStatus:
-        fleet = self.fleet()
+        return self.status_of(self.fleet())
+
+    @staticmethod
+    def status_of(fleet: FleetSummary) -> SessionProcessorStatus:
+        """Stock's processor status for a fleet: started unless paused, processing while a worker runs an item."""
         return SessionProcessorStatus(is_started=not fleet.paused, is_processing=fleet.busy > 0)
 
     def get_running_queue_item_owners(self) -> set[str]:

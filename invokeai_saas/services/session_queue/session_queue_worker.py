@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine, delete, exists, func, not_, select, u
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from invokeai_saas.config import SaasSettings
-from invokeai_saas.db.tables import dispatch_parked, fleet_state
+from invokeai_saas.db.tables import dispatch_parked
 from invokeai_saas.dispatch.fleet import FleetState
 from invokeai_saas.dispatch.sqs_dispatch import DispatchToken, DispatchUnavailable, SqsDispatcher
 from invokeai_saas.services.session_queue.session_queue_dispatching import (
@@ -95,7 +95,7 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         """Stock's start, and the fleet's pause switch as it is now (a worker started while the fleet is paused
         takes no work until resume)."""
         super().start(invoker)
-        self.set_paused(FleetState(self._reads).is_paused())
+        self.set_paused(FleetState(self._engine).is_paused())
 
     def set_paused(self, paused: bool) -> None:
         """The fleet's pause switch, read by the worker on every beat: while paused no message is taken (the
@@ -158,7 +158,7 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         with self._engine.begin() as conn:
             self._lock_claims(conn)
             # Paused since this worker's last beat: no item starts once a pause has committed.
-            paused = bool(conn.execute(select(fleet_state.c.paused).where(fleet_state.c.id == 1)).scalar())
+            paused = FleetState.paused_in(conn)
             if not paused:
                 candidate = self._claim_candidate(conn, round_robin, eligible=eligible, tier_first=True)
                 if candidate is not None:
