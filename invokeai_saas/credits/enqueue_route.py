@@ -24,12 +24,6 @@ logger = logging.getLogger("invokeai_saas.credits")
 
 enqueue_router = APIRouter(prefix="/v1/queue", tags=["queue"])
 
-GET_MORE = "Buy a credit pack or move to a larger plan (plans: GET /api/v1/saas/plans)."
-
-
-def insufficient_credits_detail(error: InsufficientCredits) -> str:
-    return f"Not enough credits: this needs {error.needed} credits and {error.available} are available. {GET_MORE}"
-
 
 @enqueue_router.post(
     "/{queue_id}/enqueue_batch",
@@ -57,7 +51,7 @@ async def enqueue_batch(
     except PlanLimitExceeded as e:
         raise HTTPException(status_code=e.status_code, detail=e.detail) from e
     except InsufficientCredits as e:
-        raise HTTPException(status_code=status.HTTP_402_PAYMENT_REQUIRED, detail=insufficient_credits_detail(e)) from e
+        raise HTTPException(status_code=status.HTTP_402_PAYMENT_REQUIRED, detail=str(e)) from e
     except Exception as e:
         logger.exception("enqueue_batch failed")
         raise HTTPException(status_code=500, detail="Unexpected error while enqueuing batch") from e

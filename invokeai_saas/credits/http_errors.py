@@ -16,7 +16,6 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from invokeai_saas.credits.enqueue_route import insufficient_credits_detail
 from invokeai_saas.credits.ledger import InsufficientCredits
 from invokeai_saas.credits.limits import PlanLimitExceeded
 from invokeai_saas.exception_chain import find_in_chain
@@ -34,7 +33,7 @@ def install_credit_error_handler(app: FastAPI) -> None:
             return JSONResponse(status_code=limit.status_code, content={"detail": limit.detail})
         credits = find_in_chain(error, InsufficientCredits)
         if credits is not None:
-            return JSONResponse(status_code=402, content={"detail": insufficient_credits_detail(credits)})
+            return JSONResponse(status_code=402, content={"detail": str(credits)})
         result = previous(request, error)
         return await result if isinstance(result, Awaitable) else result
 

@@ -48,12 +48,16 @@ holds = credit_holds
 
 
 class InsufficientCredits(Exception):
-    """The balance cannot cover what was asked; carries both numbers for the user-facing message."""
+    """The balance cannot cover what was asked. Its text is the user-facing message (the enqueue route's 402
+    detail, or the error of a workflow-call parent whose children it refused), so it says what to do."""
 
     def __init__(self, needed: int, available: int) -> None:
         self.needed = needed
         self.available = available
-        super().__init__(f"{needed} credits needed, {available} available")
+        super().__init__(
+            f"Not enough credits: this needs {needed} credits and {available} are available. Buy a credit pack or "
+            "move to a larger plan (plans: GET /api/v1/saas/plans)."
+        )
 
 
 @dataclass(frozen=True)

@@ -183,10 +183,15 @@ class SubscriptionPeriods:
         For a request that finds the previous allotment over before the next pass ran (e.g. before refusing an
         enqueue for lack of credits). Call it outside any transaction that holds the user's credit account lock.
         Does not expire grants (an ended grant already counts for nothing)."""
+        with self._engine.begin() as conn:
+            return self.roll_in(conn, user_id, at)
+
+    def roll_in(self, conn: Connection, user_id: str, at: datetime | None = None) -> RollReport:
+        """``roll_user`` inside the caller's transaction (the enqueue's, before it locks the credit account: the
+        same lock order as the pass, subscription then account). Rolled back with it if the caller fails."""
         at = _utc(at) if at is not None else datetime.now(UTC)
         report = RollReport()
-        with self._engine.begin() as conn:
-            self._roll_one(conn, user_id, at, report, skip_locked=False)
+        self._roll_one(conn, user_id, at, report, skip_locked=False)
         return report
 
     def _roll_one(self, conn: Connection, user_id: str, at: datetime, report: RollReport, skip_locked: bool) -> bool:

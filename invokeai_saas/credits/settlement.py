@@ -4,6 +4,7 @@
   limits (``invokeai_saas.credits.limits``), then estimates each item's cost (``CreditEstimator`` × the plan's
   multiplier) and holds it, or raises ``InsufficientCredits``, which rolls the items back: 100 concurrent enqueues
   against a balance for 10 leave exactly 10 items and 10 holds.
+  A workflow-call child holds its own estimate when its parent creates it.
 - ``SessionCharger`` is a pair of stock ``DefaultSessionRunner`` callbacks, so it measures where the graph runs
   (a worker, or the API process without SQS): the seconds between the session starting and ending on its device,
   summed over the segments of a workflow-call parent. A completed item, or one canceled while running, is charged
@@ -20,15 +21,18 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from invokeai.app.services.session_queue.session_queue_common import Batch, SessionQueueItem
+from invokeai.app.services.shared.graph import GraphExecutionState
 from sqlalchemy import Connection, Engine, Row, func, not_, or_, select
 
 from invokeai_saas.credits.estimate import CreditEstimator
 from invokeai_saas.credits.ledger import CreditLedger, Usage, credits_for
 from invokeai_saas.credits.limits import PlanLimitExceeded, enforce_plan_limits
-from invokeai_saas.credits.plans import PlanService
+from invokeai_saas.credits.periods import SubscriptionPeriods
+from invokeai_saas.credits.plans import PlanService, Subscription
 from invokeai_saas.db.tables import credit_holds, credit_usage, session_queue
 
 logger = logging.getLogger("invokeai_saas.credits")
@@ -42,22 +46,44 @@ _FINISHED = ("completed", "failed", "canceled")
 class CreditHoldGuard:
     """A session-queue enqueue guard (``PostgresSessionQueue.add_enqueue_guard``): checks the plan's limits, then
     holds each item's estimated cost. One subscription read and one estimate serve both: the enqueue is the hot path.
-    """
 
-    def __init__(self, ledger: CreditLedger, plans: PlanService, estimator: CreditEstimator) -> None:
+    A subscription whose period has ended is rolled first, in the same transaction, so a user whose allotment
+    renewed a moment ago is not refused for credits the next 60 s pass would have granted. Workflow-call children
+    hold their own estimate when their parent creates them, so a called workflow is paid for like any other item
+    (a parent that cannot cover its children fails, with the children's need in its error)."""
+
+    def __init__(
+        self, ledger: CreditLedger, plans: PlanService, estimator: CreditEstimator, periods: SubscriptionPeriods
+    ) -> None:
         self._ledger = ledger
         self._plans = plans
         self._estimator = estimator
+        self._periods = periods
 
     def on_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None:
-        subscription = self._plans.subscription(user_id)
-        if subscription is None:
-            raise PlanLimitExceeded(403, "Your account has no plan.")
+        subscription = self._subscription(conn, user_id)
         estimate = self._estimator.estimate(batch)
         # Limits first: a request the plan does not allow is refused as such, before its cost is even counted.
         enforce_plan_limits(conn, user_id, subscription, estimate, len(rows))
         cost = estimate.credits(subscription.limits.credit_multiplier)
         self._ledger.hold_in(conn, user_id, [(int(row.item_id), cost) for row in rows])
+
+    def on_workflow_call_child(
+        self, conn: Connection, parent_queue_item: SessionQueueItem, child_session: GraphExecutionState, row: Row[Any]
+    ) -> None:
+        user_id = parent_queue_item.user_id
+        subscription = self._subscription(conn, user_id)
+        estimate = self._estimator.estimate(Batch(graph=child_session.graph))
+        cost = estimate.credits(subscription.limits.credit_multiplier)
+        self._ledger.hold_in(conn, user_id, [(int(row.item_id), cost)])
+
+    def _subscription(self, conn: Connection, user_id: str) -> Subscription:
+        subscription = self._plans.subscription(user_id)
+        if subscription is None:
+            raise PlanLimitExceeded(403, "Your account has no plan.")
+        if subscription.period_end is not None and subscription.period_end <= datetime.now(UTC):
+            self._periods.roll_in(conn, user_id)
+        return subscription
 
 
 class SessionCharger:

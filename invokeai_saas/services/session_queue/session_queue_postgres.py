@@ -233,6 +233,10 @@ class EnqueueGuard(Protocol):
 
     def on_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None: ...
 
+    def on_workflow_call_child(
+        self, conn: Connection, parent_queue_item: SessionQueueItem, child_session: GraphExecutionState, row: Row[Any]
+    ) -> None: ...
+
 
 class PostgresSessionQueue(SessionQueueBase):
     _invoker: Invoker
@@ -244,8 +248,10 @@ class PostgresSessionQueue(SessionQueueBase):
         self._enqueue_guards: list[EnqueueGuard] = []
 
     def add_enqueue_guard(self, guard: EnqueueGuard) -> None:
-        """Run ``guard`` inside every transaction that makes new items runnable through the API (enqueue, retry):
-        it may write alongside the items (credit holds) or raise to refuse them, which rolls the items back."""
+        """Run ``guard`` inside every transaction that makes new items runnable: enqueue and retry through the API
+        (``on_enqueue``), and a workflow-call parent's children (``on_workflow_call_child``), which are new work too.
+        It may write alongside the items (credit holds) or raise to refuse them, which rolls the items back; a
+        refused child fails its parent, as stock does for any error while enqueuing children."""
         self._enqueue_guards.append(guard)
 
     def _guard_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None:
@@ -1247,6 +1253,8 @@ class PostgresSessionQueue(SessionQueueBase):
                     inserted, users.c.display_name.label("user_display_name"), users.c.email.label("user_email")
                 ).select_from(inserted.outerjoin(users, users.c.user_id == inserted.c.user_id))
             ).one()
+            for guard in self._enqueue_guards:
+                guard.on_workflow_call_child(conn, parent_queue_item, child_session, row)
         queue_item = _item_from_row(row)
         self._emit_status_changed(queue_item)
         return queue_item
