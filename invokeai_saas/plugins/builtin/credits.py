@@ -51,6 +51,7 @@ def saas_swap_services(
 
     from invokeai_saas.credits.estimate import CreditEstimator
     from invokeai_saas.credits.ledger import CreditLedger
+    from invokeai_saas.credits.periods import SubscriptionPeriods
     from invokeai_saas.credits.plans import PlanService
     from invokeai_saas.credits.settlement import CreditHoldGuard, SessionCharger
     from invokeai_saas.db.engine import get_engine
@@ -61,7 +62,7 @@ def saas_swap_services(
     estimator = CreditEstimator(saas_config.credit_estimate_overhead_seconds, saas_config.credit_estimate_step_seconds)
     queue = services.get("session_queue")
     if isinstance(queue, PostgresSessionQueue):
-        queue.add_enqueue_guard(CreditHoldGuard(ledger, plans, estimator))
+        queue.add_enqueue_guard(CreditHoldGuard(ledger, plans, estimator, SubscriptionPeriods(engine, ledger)))
     if isinstance(services.get("session_processor"), DefaultSessionProcessor):
         # This process runs graphs: stock's processor with a runner that also measures and charges them.
         charger = SessionCharger(ledger, plans, estimator)
