@@ -646,3 +646,19 @@ credit_usage = Table(
     _created_at(),
     Index(None, "user_id", "created_at"),
 )
+
+# API keys (``invokeai_saas.auth.api_keys``): the secret is shown once at creation; only its SHA-256 digest is kept
+# (the secret is 256 random bits, so a fast digest is as safe as a password hash and costs nothing per request).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("user_id", Text, ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("prefix", Text, nullable=False),
+    Column("secret_sha256", Text, nullable=False, unique=True),
+    _created_at(),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    CheckConstraint("length(name) BETWEEN 1 AND 100", name="name_length"),
+)

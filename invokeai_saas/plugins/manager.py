@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "invokeai_saas.plugins.builtin.sqs",
     # After postgres and sqs: it extends the session queue they build and the processor that runs graphs.
     "invokeai_saas.plugins.builtin.credits",
+    "invokeai_saas.plugins.builtin.api_keys",
     "invokeai_saas.plugins.builtin.redis_events",
     "invokeai_saas.plugins.builtin.stripe_billing",
 )
