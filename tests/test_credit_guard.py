@@ -4,7 +4,7 @@
 - A subscription whose period ended a moment ago is rolled inside the enqueue: its new allotment pays for the batch
   instead of a 402 for credits the next 60 s pass would have granted.
 - A workflow-call child holds its own estimate when its parent creates it; a parent that cannot cover it gets the
-  user-facing message and no child is left behind.
+  user-facing message and no child is left behind; so does a child outside the plan's models.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 from invokeai.app.services.session_queue.session_queue_common import Batch, SessionQueueItem
-from invokeai.app.services.shared.graph import GraphExecutionState, WorkflowCallExecution
+from invokeai.app.services.shared.graph import Graph, GraphExecutionState, WorkflowCallExecution
 from sqlalchemy import Engine, text
 
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.credits.estimate import CreditEstimator
 from invokeai_saas.credits.ledger import CreditLedger, InsufficientCredits
+from invokeai_saas.credits.limits import PlanLimitExceeded
 from invokeai_saas.credits.periods import SubscriptionPeriods, subscription_grant_key
 from invokeai_saas.credits.plans import PlanService
 from invokeai_saas.credits.settlement import CreditHoldGuard
@@ -168,4 +169,23 @@ def test_a_parent_that_cannot_cover_its_child_leaves_no_child_and_says_why(
 
     assert refused.value.available == 0 and refused.value.needed >= 1
     assert str(refused.value).startswith("Not enough credits: this needs")
+    assert {"items": _items(pg_engine, user), "holds": _holds(pg_engine, user)} == before
+
+
+def test_a_child_outside_the_plans_models_is_refused_like_an_enqueue(
+    pg_engine: Engine, ledger: CreditLedger, queue: PostgresSessionQueue
+) -> None:
+    """A called workflow is the caller's generation too: Trial's SD-only access applies to it."""
+    user = _user(pg_engine, "flux-caller", keep_trial=True)
+    parent = _running_parent(pg_engine, queue, user)
+    flux_lora = {"key": "flux-lora-key", "hash": "h", "name": "flux lora", "base": "flux", "type": "lora"}
+    graph = Graph.model_validate(
+        {"id": "child", "nodes": {"lora": {"id": "lora", "type": "lora_loader", "lora": flux_lora}}, "edges": []}
+    )
+    before = {"items": _items(pg_engine, user), "holds": _holds(pg_engine, user)}
+
+    with pytest.raises(PlanLimitExceeded) as refused:
+        queue.enqueue_workflow_call_child(parent, GraphExecutionState(graph=graph))
+
+    assert refused.value.status_code == 403 and "Your plan (Trial) does not include flux models" in str(refused.value)
     assert {"items": _items(pg_engine, user), "holds": _holds(pg_engine, user)} == before

@@ -10,6 +10,9 @@ are neither refused for credits they have nor left with debt. The model, per que
 - width and height come from the denoising node when it has them, else from the graph's largest ``width`` and
   ``height`` inputs (the noise node), else 512;
 - the model base comes from the graph's main model (``sd-1``, ``sdxl``, ``flux``...);
+- ``model_bases`` and ``model_keys`` name every model the graph's nodes identify, main or not (LoRAs, ControlNets,
+  VAEs, encoders; also identifiers nested in field values such as a LoRA list or a UNet field): the plan's model
+  access limit applies to all of them (``invokeai_saas.credits.limits``), not to the main model alone;
 - batch data that sets steps, width or height counts with its largest value (one estimate per batch).
 
 ``credit_estimate_overhead_seconds`` and ``credit_estimate_step_seconds`` (settings) tune it per deployment; the
@@ -18,16 +21,23 @@ defaults are modest GPU figures. The plan's ``credit_multiplier`` applies on top
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from invokeai.app.invocations.model import ModelIdentifierField
 from invokeai.app.services.session_queue.session_queue_common import Batch
+from pydantic import BaseModel
 
 from invokeai_saas.credits.ledger import credits_for
 
 REFERENCE_PIXELS = 512 * 512
 DEFAULT_BASE = "default"
+ANY_BASE = "any"  # models that belong to no one family (CLIP and T5 encoders...): every plan may use them
+# How deep into a node's field values model identifiers are looked for: stock nests them two levels down at most
+# (a LoRA list's ``LoRAField.lora``, a ``UNetField``'s ``loras[i].lora``); the bound keeps a hostile graph from
+# making the walk expensive.
+MAX_FIELD_DEPTH = 6
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,10 @@ class CostEstimate:
     steps: int
     width: int
     height: int
+    # The bases the graph's model identifiers claim, ``any`` left out, and their keys. A worker loads a model by its
+    # key alone, so the claimed base is only the client's word: the plan check also reads each key's recorded base.
+    model_bases: frozenset[str] = frozenset()
+    model_keys: frozenset[str] = frozenset()
 
     def credits(self, multiplier: float) -> int:
         """At least one credit per item: even a graph without a model occupies a worker."""
@@ -54,6 +68,28 @@ def _batch_values(batch: Batch, name: str) -> list[Any]:
             if datum.field_name == name:
                 values.extend(datum.items)
     return values
+
+
+def _value(enum_or_str: Any) -> str:
+    return str(getattr(enum_or_str, "value", enum_or_str))
+
+
+def _model_identifiers(value: Any, depth: int) -> Iterator[ModelIdentifierField]:
+    """Every ``ModelIdentifierField`` in ``value`` (a node, or one of its field values), ``depth`` levels down."""
+    if isinstance(value, ModelIdentifierField):
+        yield value
+        return
+    if depth <= 0:
+        return
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _model_identifiers(getattr(value, name, None), depth - 1)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _model_identifiers(item, depth - 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _model_identifiers(item, depth - 1)
 
 
 def _ints(values: Iterable[Any]) -> list[int]:
@@ -87,7 +123,10 @@ class CreditEstimator:
             node_height = _field(node, "height") if isinstance(_field(node, "height"), int) else height
             seconds += steps * (node_width * node_height / REFERENCE_PIXELS) * per_step
             total_steps += steps
-        return CostEstimate(seconds, base, total_steps, width, height)
+        identifiers = [identifier for node in nodes for identifier in _model_identifiers(node, MAX_FIELD_DEPTH)]
+        bases = frozenset(_value(i.base) for i in identifiers) - {ANY_BASE}
+        keys = frozenset(i.key for i in identifiers)
+        return CostEstimate(seconds, base, total_steps, width, height, bases, keys)
 
     @staticmethod
     def _model_base(nodes: list[Any]) -> str | None:

@@ -7,10 +7,17 @@ the enqueue route answers:
 
 - batch size (items in one enqueue) above ``max_batch_size``: 403;
 - a width or height above ``max_resolution``: 403;
-- a main model whose base is outside the plan's ``model_access`` (``sd_only``: SD 1.x, 2.x and SDXL;
-  ``flux_included``: those and FLUX; ``full``: any): 403;
+- any model the graph uses (main, LoRA, ControlNet, VAE...: ``CostEstimate.model_bases``/``model_keys``) whose
+  base is outside the plan's ``model_access`` (``sd_only``: SD 1.x, 2.x and SDXL; ``flux_included``: those and
+  FLUX; ``full``: any): 403. Models of base ``any`` (encoders shared by several families) are in every plan.
+  A worker loads a model by its key alone, so the base an identifier claims is only the client's word: the check
+  also reads each key's recorded base (one query over the ``models`` table) and refuses if either is outside the
+  plan;
 - storage (media on S3, ``user_storage_usage``) at or over ``storage_gb``: 403, since every generation adds media;
 - more of the user's items pending or running than ``queue_size``: 429.
+
+``enforce_graph_limits`` is the resolution and model checks alone, for new work that is not an enqueue (a
+workflow-call child: part of its parent's job, so batch, storage and queue size do not apply to it).
 
 The running cap (``concurrent_jobs``) is enforced where items start, by the scheduler (see
 ``invokeai_saas.services.session_queue.session_queue_dispatching``), not here.
@@ -18,12 +25,13 @@ The running cap (``concurrent_jobs``) is enforced where items start, by the sche
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Text, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
-from invokeai_saas.credits.estimate import CostEstimate
+from invokeai_saas.credits.estimate import ANY_BASE, CostEstimate
 from invokeai_saas.credits.ledger import CreditLedger
 from invokeai_saas.credits.plans import Subscription
-from invokeai_saas.db.tables import session_queue, user_storage_usage
+from invokeai_saas.db.tables import models, session_queue, user_storage_usage
 
 SD_BASES = frozenset({"sd-1", "sd-2", "sdxl", "sdxl-refiner"})
 FLUX_BASES = frozenset({"flux", "flux2"})
@@ -41,11 +49,53 @@ class PlanLimitExceeded(Exception):
 
 
 def model_allowed(model_access: str, base: str | None) -> bool:
-    if base is None or model_access == "full":
+    """Whether a plan with ``model_access`` may use models of ``base`` (``None``: no model; ``any``: a model of no
+    family, such as a CLIP or T5 encoder, which every family's graphs load)."""
+    if base is None or base == ANY_BASE or model_access == "full":
         return True
     if model_access == "flux_included":
         return base in SD_BASES | FLUX_BASES
     return base in SD_BASES
+
+
+def graph_model_bases(conn: Connection, estimate: CostEstimate) -> frozenset[str]:
+    """The bases of every model the estimated graph uses: those its identifiers claim and those its model keys are
+    recorded with (one statement, the keys as one array parameter however many there are), ``any`` left out.
+    A key with no record adds nothing: the graph fails where it loads it, having used no model."""
+    claimed = set(estimate.model_bases)
+    if estimate.model_base is not None:
+        claimed.add(estimate.model_base)
+    recorded: set[str] = set()
+    if estimate.model_keys:
+        keys = bindparam("model_keys", sorted(estimate.model_keys), type_=ARRAY(Text))
+        recorded = set(conn.execute(select(models.c.base).where(models.c.id == any_(keys)).distinct()).scalars())
+    return frozenset(claimed | recorded) - {ANY_BASE}
+
+
+def enforce_model_access(conn: Connection, subscription: Subscription, estimate: CostEstimate) -> None:
+    """Refuse (403) a graph that uses a model whose base the subscription's plan does not include."""
+    access = subscription.limits.model_access
+    excluded = sorted(base for base in graph_model_bases(conn, estimate) if not model_allowed(access, base))
+    if excluded:
+        raise PlanLimitExceeded(
+            403,
+            f"Your plan ({subscription.plan.name}) does not include {' or '.join(excluded)} models, which this graph "
+            f"uses. {UPGRADE}",
+        )
+
+
+def enforce_graph_limits(conn: Connection, subscription: Subscription, estimate: CostEstimate) -> None:
+    """Refuse (403) a graph larger than the plan's resolution or using a model outside it: what any graph run for
+    the user must respect, an enqueued batch's or a workflow-call child's."""
+    limits = subscription.limits
+    largest = max(estimate.width, estimate.height)
+    if largest > limits.max_resolution:
+        raise PlanLimitExceeded(
+            403,
+            f"Your plan ({subscription.plan.name}) allows images up to {limits.max_resolution} pixels wide or high; "
+            f"this asks for {largest}. {UPGRADE}",
+        )
+    enforce_model_access(conn, subscription, estimate)
 
 
 def enforce_plan_limits(
@@ -58,15 +108,7 @@ def enforce_plan_limits(
         raise PlanLimitExceeded(
             403, f"{plan} allows batches of up to {limits.max_batch_size} items; this one has {item_count}. {UPGRADE}"
         )
-    largest = max(estimate.width, estimate.height)
-    if largest > limits.max_resolution:
-        raise PlanLimitExceeded(
-            403,
-            f"{plan} allows images up to {limits.max_resolution} pixels wide or high; this asks for {largest}. "
-            f"{UPGRADE}",
-        )
-    if not model_allowed(limits.model_access, estimate.model_base):
-        raise PlanLimitExceeded(403, f"{plan} does not include {estimate.model_base} models. {UPGRADE}")
+    enforce_graph_limits(conn, subscription, estimate)
     used = conn.execute(
         select(func.coalesce(func.max(user_storage_usage.c.bytes), 0)).where(user_storage_usage.c.user_id == user_id)
     ).scalar_one()

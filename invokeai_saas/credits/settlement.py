@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, Row, func, not_, or_, select
 
 from invokeai_saas.credits.estimate import CreditEstimator
 from invokeai_saas.credits.ledger import CreditLedger, Usage, credits_for
-from invokeai_saas.credits.limits import PlanLimitExceeded, enforce_plan_limits
+from invokeai_saas.credits.limits import PlanLimitExceeded, enforce_graph_limits, enforce_plan_limits
 from invokeai_saas.credits.periods import SubscriptionPeriods
 from invokeai_saas.credits.plans import PlanService, Subscription
 from invokeai_saas.db.tables import credit_holds, credit_usage, session_queue
@@ -49,8 +49,8 @@ class CreditHoldGuard:
 
     A subscription whose period has ended is rolled first, in the same transaction, so a user whose allotment
     renewed a moment ago is not refused for credits the next 60 s pass would have granted. Workflow-call children
-    hold their own estimate when their parent creates them, so a called workflow is paid for like any other item
-    (a parent that cannot cover its children fails, with the children's need in its error)."""
+    hold their own estimate when their parent creates them, within the plan's resolution and models, so a called
+    workflow is paid for and limited like any other item (a parent whose child is refused fails with the reason)."""
 
     def __init__(
         self, ledger: CreditLedger, plans: PlanService, estimator: CreditEstimator, periods: SubscriptionPeriods
@@ -74,6 +74,7 @@ class CreditHoldGuard:
         user_id = parent_queue_item.user_id
         subscription = self._subscription(conn, user_id)
         estimate = self._estimator.estimate(Batch(graph=child_session.graph))
+        enforce_graph_limits(conn, subscription, estimate)
         cost = estimate.credits(subscription.limits.credit_multiplier)
         self._ledger.hold_in(conn, user_id, [(int(row.item_id), cost)])
 

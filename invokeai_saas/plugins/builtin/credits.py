@@ -89,8 +89,9 @@ def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
     if not _metered(saas_config):
         return []
     from invokeai_saas.credits.enqueue_route import enqueue_router
+    from invokeai_saas.credits.models_route import models_router  # the model reads, filtered by the plan
 
-    return [enqueue_router]
+    return [enqueue_router, models_router]
 
 
 @hookimpl
