@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from invokeai.app.services.image_files.image_files_common import ImageFileSaveException
 from invokeai.app.services.style_preset_images import style_preset_images_disk
 from PIL import Image
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine, text
 
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.db import migrate
@@ -424,8 +424,12 @@ def test_style_preset_images_accept_the_media_cookie(
 
 
 def test_workflow_thumbnails_stay_unauthenticated_like_stock(
-    saas_web: InvokeAIWebServer, accounts: Accounts, bucket: Bucket
+    saas_web: InvokeAIWebServer, accounts: Accounts, bucket: Bucket, saas_db: Engine
 ) -> None:
+    # Workflows need a plan with the node editor (Trial has none; see invokeai_saas/credits/access.py).
+    alice_id = httpx.get(f"{saas_web.url}/api/v1/auth/me", headers=accounts.alice, timeout=30).json()["user_id"]
+    with saas_db.begin() as conn:
+        conn.execute(text("UPDATE subscriptions SET plan_id = 'starter' WHERE user_id = :u"), {"u": alice_id})
     listed = httpx.get(f"{saas_web.url}/api/v1/workflows/", params={"per_page": 1}, headers=accounts.alice).json()
     template = httpx.get(
         f"{saas_web.url}/api/v1/workflows/i/{listed['items'][0]['workflow_id']}", headers=accounts.alice

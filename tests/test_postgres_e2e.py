@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from PIL import Image
+from sqlalchemy import Engine, text
 
 from invokeai_saas.db import migrate
 from invokeai_saas.devstack import LocalStack
@@ -157,9 +158,13 @@ def test_batched_images_by_names_keeps_tenants_apart(pair: tuple[InvokeAIWebServ
     assert [d["image_name"] for d in as_other] == [name, name] and as_other[0]["board_id"] == board
 
 
-def test_batched_workflow_list_matches_stock_shape(pair: tuple[InvokeAIWebServer, ...]) -> None:
+def test_batched_workflow_list_matches_stock_shape(pair: tuple[InvokeAIWebServer, ...], saas_db: Engine) -> None:
     a, _ = pair
     admin = {"Authorization": f"Bearer {admin_token(a.url)}"}
+    # Workflows need a plan with the node editor (invokeai_saas/credits/access.py); staff are on Tester.
+    admin_id = httpx.get(f"{a.url}/api/v1/auth/me", headers=admin, timeout=30).json()["user_id"]
+    with saas_db.begin() as conn:
+        conn.execute(text("UPDATE subscriptions SET plan_id = 'tester' WHERE user_id = :u"), {"u": admin_id})
     params = {"page": 0, "per_page": 5, "categories": "default"}  # other suites add user workflows to this database
     page = httpx.get(f"{a.url}/api/v1/workflows/", params=params, headers=admin, timeout=30)
     assert page.status_code == 200

@@ -28,6 +28,7 @@ from invokeai.app.services.session_queue.session_queue_common import Batch, Sess
 from invokeai.app.services.shared.graph import GraphExecutionState
 from sqlalchemy import Connection, Engine, Row, func, not_, or_, select
 
+from invokeai_saas.credits.access import enforce_node_editor
 from invokeai_saas.credits.estimate import CreditEstimator
 from invokeai_saas.credits.ledger import CreditLedger, Usage, credits_for
 from invokeai_saas.credits.limits import PlanLimitExceeded, enforce_graph_limits, enforce_plan_limits
@@ -64,6 +65,7 @@ class CreditHoldGuard:
         subscription = self._subscription(conn, user_id)
         estimate = self._estimator.estimate(batch)
         # Limits first: a request the plan does not allow is refused as such, before its cost is even counted.
+        enforce_node_editor(subscription, batch)
         enforce_plan_limits(conn, user_id, subscription, estimate, len(rows))
         cost = estimate.credits(subscription.limits.credit_multiplier)
         self._ledger.hold_in(conn, user_id, [(int(row.item_id), cost) for row in rows])

@@ -23,7 +23,7 @@ def main(root: str) -> None:
     from invokeai.app.api.dependencies import ApiDependencies
     from invokeai.app.api_app import app
     from invokeai.app.services.image_records.image_records_common import ImageCategory, ResourceOrigin
-    from sqlalchemy import event
+    from sqlalchemy import event, text
 
     from invokeai_saas.db.engine import get_engine
     from invokeai_saas.runtime import current_runtime
@@ -43,6 +43,8 @@ def main(root: str) -> None:
         client.put("/api/v1/queue/default/processor/pause", headers=headers)
         services: Any = ApiDependencies.invoker.services
         user_id = client.get("/api/v1/auth/me", headers=headers).json()["user_id"]
+        with get_engine(current_runtime().settings).begin() as conn:  # workflows need the node editor: Tester
+            conn.execute(text("UPDATE subscriptions SET plan_id = 'tester' WHERE user_id = :u"), {"u": user_id})
 
         names = [f"img-{i:03d}.png" for i in range(LARGE)]
         board_ids = [

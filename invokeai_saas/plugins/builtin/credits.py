@@ -79,9 +79,15 @@ def saas_swap_services(
 def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
     if not _metered(saas_config):
         return
+    from invokeai_saas.credits.access import route_guards
     from invokeai_saas.credits.http_errors import install_credit_error_handler
+    from invokeai_saas.db.engine import get_engine
+    from invokeai_saas.patches import api_app_route_guards
 
     install_credit_error_handler(app)
+    # Node editor access on the workflow routes, the storage quota on uploads (invokeai_saas/credits/access.py).
+    # Runs after the route overrides are in place (activation applies them first), so an overridden route is guarded.
+    api_app_route_guards.apply(app, route_guards(get_engine(saas_config)))
 
 
 @hookimpl
