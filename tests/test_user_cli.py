@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
+from invokeai_saas.credits.ledger import CreditLedger
 from invokeai_saas.services.users.users_postgres import UserServicePostgres
 
 CLI = str(Path(sys.executable).parent / "invokeai-saas")
@@ -68,3 +70,45 @@ def test_errors_are_one_line(pg_engine: Engine) -> None:
     assert _cli(pg_engine, "add", "--email", "dup@example.com", "--password", PASSWORD).returncode == 0
     r = _cli(pg_engine, "add", "--email", "dup@example.com", "--password", PASSWORD)
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def _subscription_and_balance(engine: Engine, user_id: str) -> tuple[Any, int]:
+    with engine.connect() as conn:
+        subscription = conn.execute(text("SELECT * FROM subscriptions WHERE user_id = :u"), {"u": user_id}).one()
+    return subscription, CreditLedger(engine).balance(user_id).available
+
+
+def test_an_operator_puts_staff_on_the_tester_plan_with_its_credits(pg_engine: Engine) -> None:
+    r = _cli(pg_engine, "add", "--email", "staff@example.com", "--password", PASSWORD, "--plan", "tester")
+    assert r.returncode == 0, r.stderr
+    assert "Plan: Tester until" in r.stdout and "(50000 credits granted)" in r.stdout
+    staff = UserServicePostgres(pg_engine).get_by_email("staff@example.com")
+    assert staff is not None
+    subscription, available = _subscription_and_balance(pg_engine, staff.user_id)
+    assert (subscription.plan_id, subscription.status) == ("tester", "active")
+    assert subscription.period_end > subscription.period_start
+    assert available == 50_000 + 500  # Tester's allotment, and the trial credits every new user got
+
+    # Back to Trial: the trial credits are once per user; nothing already granted is taken away.
+    r = _cli(pg_engine, "modify", "--email", "staff@example.com", "--plan", "trial")
+    assert r.returncode == 0, r.stderr
+    assert "(0 credits granted)" in r.stdout
+    subscription, available = _subscription_and_balance(pg_engine, staff.user_id)
+    assert (subscription.plan_id, subscription.status, available) == ("trial", "trialing", 50_500)
+    ledger = CreditLedger(pg_engine)
+    assert ledger.rebuild(staff.user_id) == ledger.balance(staff.user_id)
+
+
+def test_an_unknown_plan_changes_nothing_and_names_the_plans(pg_engine: Engine) -> None:
+    r = _cli(pg_engine, "add", "--email", "typo@example.com", "--password", PASSWORD, "--plan", "platinum")
+    assert r.returncode == 1 and "no plan 'platinum'" in r.stderr and "tester" in r.stderr
+    assert "Traceback" not in r.stderr
+    users = UserServicePostgres(pg_engine)
+    assert users.get_by_email("typo@example.com") is None  # not created half-way
+    assert _cli(pg_engine, "add", "--email", "kept@example.com", "--password", PASSWORD).returncode == 0
+    r = _cli(pg_engine, "modify", "--email", "kept@example.com", "--name", "Renamed", "--plan", "platinum")
+    assert r.returncode == 1 and "no plan 'platinum'" in r.stderr
+    kept = users.get_by_email("kept@example.com")
+    assert kept is not None and kept.display_name != "Renamed"
+    subscription, _ = _subscription_and_balance(pg_engine, kept.user_id)
+    assert subscription.plan_id == "trial"

@@ -23,10 +23,14 @@ from invokeai_saas.config import SaasConfigError
 if TYPE_CHECKING:  # InvokeAI is imported only when a user command actually runs, keeping --help fast
     from invokeai.app.services.users.users_base import UserServiceBase
     from invokeai.app.services.users.users_common import UserDTO
+    from sqlalchemy import Engine
 
 LIVE_SERVER_NOTE = (
     "   Running servers apply this to new requests immediately; open connections are re-checked within a minute."
 )
+
+
+PLAN_HELP = "move the user to this plan now, with its credits (e.g. 'tester' for staff); new users start on 'trial'"
 
 
 class CommandError(Exception):
@@ -42,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--password", "-p", help="password (prompted for when omitted)")
     add.add_argument("--name", "-n", help="display name")
     add.add_argument("--admin", "-a", action="store_true", help="make the user an administrator")
+    add.add_argument("--plan", help=PLAN_HELP)
 
     listing = actions.add_parser("list", help="list users (like invoke-userlist)")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -56,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     active = modify.add_mutually_exclusive_group()
     active.add_argument("--activate", action="store_true", help="allow the user to sign in")
     active.add_argument("--deactivate", action="store_true", help="stop the user from signing in")
+    modify.add_argument("--plan", help=PLAN_HELP)
 
     delete = actions.add_parser("delete", help="delete a user (like invoke-userdel)")
     delete.add_argument("--email", "-e", required=True, help="user email address")
@@ -88,18 +94,43 @@ def _find(users: UserServiceBase, email: str) -> UserDTO:
     return user
 
 
-def _add(users: UserServiceBase, args: argparse.Namespace) -> None:
+def _checked_plan(engine: Engine, plan_id: str | None) -> None:
+    """Refuse an unknown plan before anything is written (a user is not created, nor changed, half-way)."""
+    from invokeai_saas.credits.plans import PlanService
+
+    if plan_id is None:
+        return
+    plans = PlanService(engine)
+    if plans.get_plan(plan_id) is None:
+        known = ", ".join(plan.plan_id for plan in plans.list_plans(include_internal=True))
+        raise CommandError(f"no plan '{plan_id}' (plans: {known})")
+
+
+def _start_plan(engine: Engine, user_id: str, plan_id: str) -> str:
+    from invokeai_saas.credits.ledger import CreditLedger
+    from invokeai_saas.credits.periods import SubscriptionPeriods
+
+    started = SubscriptionPeriods(engine, CreditLedger(engine)).start_plan(user_id, plan_id)
+    return (
+        f"   Plan: {started.plan_name} until {started.period_end:%Y-%m-%d %H:%M} UTC"
+        f" ({started.credits_granted} credits granted)"
+    )
+
+
+def _add(users: UserServiceBase, engine: Engine, args: argparse.Namespace) -> None:
     from invokeai.app.services.users.users_common import UserCreateRequest
 
+    _checked_plan(engine, args.plan)
     password = args.password if args.password is not None else getpass.getpass("Password: ")
     request = UserCreateRequest(
         email=args.email, display_name=args.name, password=_checked_password(password), is_admin=args.admin
     )
     user = users.create(request)
-    print(f"User created.\n{_describe(user)}")
+    plan = f"\n{_start_plan(engine, user.user_id, args.plan)}" if args.plan is not None else ""
+    print(f"User created.\n{_describe(user)}{plan}")
 
 
-def _list(users: UserServiceBase, args: argparse.Namespace) -> None:
+def _list(users: UserServiceBase, engine: Engine, args: argparse.Namespace) -> None:
     everyone: list[UserDTO] = []
     while True:  # page through, so a large user table is listed whole
         page = users.list_users(limit=500, offset=len(everyone))
@@ -132,23 +163,25 @@ def _list(users: UserServiceBase, args: argparse.Namespace) -> None:
     print(f"\nTotal users: {len(everyone)}")
 
 
-def _modify(users: UserServiceBase, args: argparse.Namespace) -> None:
+def _modify(users: UserServiceBase, engine: Engine, args: argparse.Namespace) -> None:
     from invokeai.app.services.users.users_common import UserUpdateRequest
 
     user = _find(users, args.email)
     is_admin = True if args.admin else False if args.no_admin else None
     is_active = True if args.activate else False if args.deactivate else None
-    if args.name is None and args.password is None and is_admin is None and is_active is None:
+    if args.name is None and args.password is None and is_admin is None and is_active is None and args.plan is None:
         raise CommandError(
-            "no changes specified; use --name, --password, --admin/--no-admin or --activate/--deactivate"
+            "no changes specified; use --name, --password, --admin/--no-admin, --activate/--deactivate or --plan"
         )
     password = _checked_password(args.password) if args.password is not None else None
+    _checked_plan(engine, args.plan)
     changes = UserUpdateRequest(display_name=args.name, password=password, is_admin=is_admin, is_active=is_active)
     updated = users.update(user.user_id, changes)
-    print(f"User updated.\n{_describe(updated)}\n{LIVE_SERVER_NOTE}")
+    plan = f"\n{_start_plan(engine, user.user_id, args.plan)}" if args.plan is not None else ""
+    print(f"User updated.\n{_describe(updated)}{plan}\n{LIVE_SERVER_NOTE}")
 
 
-def _delete(users: UserServiceBase, args: argparse.Namespace) -> None:
+def _delete(users: UserServiceBase, engine: Engine, args: argparse.Namespace) -> None:
     user = _find(users, args.email)
     if not args.force:
         if not sys.stdin.isatty():
@@ -161,7 +194,7 @@ def _delete(users: UserServiceBase, args: argparse.Namespace) -> None:
     print(f"User deleted.\n{LIVE_SERVER_NOTE}")
 
 
-ACTIONS: dict[str, Callable[[UserServiceBase, argparse.Namespace], None]] = {
+ACTIONS: dict[str, Callable[[UserServiceBase, Engine, argparse.Namespace], None]] = {
     "add": _add,
     "list": _list,
     "modify": _modify,
@@ -175,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         engine = command_engine(args)
         try:
-            ACTIONS[args.user_action](UserServicePostgres(engine), args)
+            ACTIONS[args.user_action](UserServicePostgres(engine), engine, args)
         finally:
             engine.dispose()
     except (CommandError, SaasConfigError, ValueError) as e:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from logging import Logger
 from typing import Any
 
@@ -98,6 +98,17 @@ def current_period(period_start: datetime, period_end: datetime, at: datetime) -
         months += 1
     start = end if months == 1 else add_months(end, months - 1, anchor)
     return start, add_months(end, months, anchor), months - 1
+
+
+@dataclass(frozen=True)
+class PlanStart:
+    """What ``SubscriptionPeriods.start_plan`` did."""
+
+    plan_id: str
+    plan_name: str
+    period_start: datetime
+    period_end: datetime
+    credits_granted: int
 
 
 @dataclass
@@ -193,6 +204,58 @@ class SubscriptionPeriods:
         report = RollReport()
         self._roll_one(conn, user_id, at, report, skip_locked=False)
         return report
+
+    def start_plan(self, user_id: str, plan_id: str, at: datetime | None = None) -> PlanStart:
+        """Move the user to ``plan_id`` now, as an operator does (``invokeai-saas user modify --plan``; staff go on
+        the internal Tester plan): a new period starts at ``at`` with the plan's allotment granted at once.
+
+        A monthly plan becomes ``active`` for one calendar month; the Trial plan becomes ``trialing`` for its days,
+        with its credits only if the user never had them (the trial grant is once per user). Grants already given
+        keep their own validity: a plan change never takes credits away. The subscription's per-customer
+        ``overrides`` are cleared: they were the terms of the plan being left. Raises ``ValueError`` for an
+        unknown plan."""
+        at = _utc(at) if at is not None else datetime.now(UTC)
+        with self._engine.begin() as conn:
+            plan = conn.execute(select(plans).where(plans.c.plan_id == plan_id)).first()
+            if plan is None:
+                known = ", ".join(conn.execute(select(plans.c.plan_id).order_by(plans.c.sort_order)).scalars())
+                raise ValueError(f"no plan '{plan_id}' (plans: {known})")
+            locked = conn.execute(
+                select(subscriptions.c.user_id).where(subscriptions.c.user_id == user_id).with_for_update()
+            ).first()
+            if locked is None:
+                raise ValueError(f"no subscription for user '{user_id}'")
+            trial = plan.billing_period is None and plan.trial_days is not None
+            end = at + timedelta(days=plan.trial_days) if trial else add_months(at, 1)
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.user_id == user_id)
+                .values(
+                    plan_id=plan_id,
+                    status="trialing" if trial else "active",
+                    period_start=at,
+                    period_end=end,
+                    overrides={},
+                )
+            )
+            granted = 0
+            if plan.monthly_credits:
+                source, key = (
+                    ("trial", f"grant:trial:{user_id}")
+                    if trial
+                    else (
+                        "subscription",
+                        subscription_grant_key(user_id, at),
+                    )
+                )
+                exists = conn.execute(
+                    select(credit_ledger.c.entry_id).where(credit_ledger.c.natural_key == key)
+                ).first()
+                if exists is None:
+                    details = {"plan_id": plan_id, "started_by": "operator"}
+                    self._ledger.grant_in(conn, user_id, plan.monthly_credits, source, key, at, end, details)
+                    granted = plan.monthly_credits
+        return PlanStart(plan_id=plan_id, plan_name=plan.name, period_start=at, period_end=end, credits_granted=granted)
 
     def _roll_one(self, conn: Connection, user_id: str, at: datetime, report: RollReport, skip_locked: bool) -> bool:
         """Lock the subscription and roll it if it is (still) due; False when it was locked elsewhere or not due."""
