@@ -100,6 +100,7 @@ def test_dev_runs_stack_and_saas_web_then_stops_everything(data_dir: Path) -> No
         banner = _read_until(proc, "is running at", timeout=300)
         assert base in banner
         assert "/api/v1/auth/setup" in banner  # the first-admin step
+        assert f"invokeai-saas user --root {data_dir / 'invokeai'} modify" in banner and "--plan tester" in banner
         health = httpx.get(f"{base}/api/v1/saas/health", timeout=30).json()
         assert health["status"] == "ok", health
         assert health["backends"]["database"]["implementation"] == "postgres"

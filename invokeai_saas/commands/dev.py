@@ -45,7 +45,12 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop()
 
 
-def _admin_line(url: str) -> str:
+def _admin_line(url: str, root: Path) -> str:
+    """How to sign in; new accounts (the administrator's too) start on Trial, so also how to lift its limits."""
+    plan_hint = (
+        "\n  the administrator starts on Trial (500 credits, 7 days); for local work put them on Tester:\n"
+        f"             invokeai-saas user --root {root} modify --email <admin email> --plan tester"
+    )
     try:
         with urllib.request.urlopen(f"{url}/api/v1/auth/status", timeout=5) as response:
             status = json.loads(response.read())
@@ -56,8 +61,9 @@ def _admin_line(url: str) -> str:
             "  first run: open the URL and create the administrator account on the setup page, or\n"
             f"             curl -X POST {url}/api/v1/auth/setup -H 'Content-Type: application/json' \\\n"
             '               -d \'{"email": "admin@example.com", "password": "a long password"}\''
+            f"{plan_hint}"
         )
-    return f"  sign in as: {status.get('admin_email') or 'your administrator account'}"
+    return f"  sign in as: {status.get('admin_email') or 'your administrator account'}{plan_hint}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             f"\nInvokeAI (saas mode) is running at {web.url}\n"
             f"  health:    {web.url}/api/v1/saas/health\n"
             f"  workers:   {', '.join(w.worker_id for w in workers) or 'none (--workers 0): queue items wait'}\n"
-            f"{_admin_line(web.url)}\n"
+            f"{_admin_line(web.url, web.root)}\n"
             f"  data:      {data_dir} (kept between runs); logs in {data_dir / 'logs'}\n"
             "Press Ctrl-C to stop everything.",
             flush=True,
