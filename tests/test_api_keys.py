@@ -4,25 +4,22 @@ by a signed-in user, are revoked at once, and never reveal their secret after cr
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 from invokeai.app.services.auth.token_service import TokenData
+from PIL import Image
 from sqlalchemy import Engine, text
 
 from invokeai_saas.devstack.web import InvokeAIWebServer
 from invokeai_saas.patches import auth_dependencies_api_keys
-from tests.support.credits import saas_user
-from tests.support.invokeai import add_graph_batch
+from tests.support.credits import saas_user, set_plan
+from tests.support.invokeai import add_graph_batch, admin_token, upload_image
 
 KEYS = "/api/v1/saas/me/api-keys"
-
-
-def _on_plan(engine: Engine, user_id: str, plan_id: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE subscriptions SET plan_id = :p WHERE user_id = :u"), {"p": plan_id, "u": user_id})
 
 
 def _bearer(secret: str) -> dict[str, str]:
@@ -37,6 +34,12 @@ def _create(web: InvokeAIWebServer, headers: dict[str, str], name: str = "render
     return httpx.post(f"{web.url}{KEYS}", json={"name": name}, headers=headers, timeout=30)
 
 
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 120, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _no_internals(response: httpx.Response) -> None:
     assert "Traceback" not in response.text and "/site-packages/" not in response.text
     assert "SELECT" not in response.text
@@ -44,7 +47,7 @@ def _no_internals(response: httpx.Response) -> None:
 
 def _pro_user_with_key(web: InvokeAIWebServer, engine: Engine, name: str) -> tuple[str, dict[str, str], dict[str, Any]]:
     user_id, headers = saas_user(web, name)
-    _on_plan(engine, user_id, "pro")
+    set_plan(engine, user_id, "pro")
     created = _create(web, headers)
     assert created.status_code == 201, created.text
     return user_id, headers, created.json()
@@ -96,20 +99,56 @@ def test_another_user_can_neither_see_nor_revoke_a_key_nor_read_through_it_what_
 ) -> None:
     owner_id, owner_headers, key = _pro_user_with_key(saas_web, saas_db, "key-owner")
     other_id, other_headers = saas_user(saas_web, "key-stranger")
-    _on_plan(saas_db, other_id, "pro")
+    set_plan(saas_db, other_id, "pro")
 
     assert _get(saas_web, KEYS, other_headers).json() == []
     revoke = httpx.delete(f"{saas_web.url}{KEYS}/{key['key_id']}", headers=other_headers, timeout=30)
     assert revoke.status_code == 404 and revoke.json()["detail"] == "No such API key."
     assert _get(saas_web, "/api/v1/auth/me", _bearer(key["secret"])).status_code == 200  # still works
 
-    # The key reads its owner's ledger, never the other user's (entry ids are per entry); admin routes stay closed.
+    # The key reads what its owner reads, and the other user's image stays theirs; admin routes stay closed.
     through_key = _get(saas_web, "/api/v1/saas/me/ledger", _bearer(key["secret"]))
     assert through_key.status_code == 200 and through_key.json()["total"] >= 1
     assert through_key.json() == _get(saas_web, "/api/v1/saas/me/ledger", owner_headers).json()
-    assert through_key.json() != _get(saas_web, "/api/v1/saas/me/ledger", other_headers).json()
+    uploaded = upload_image(saas_web.url, other_headers, _png())
+    assert uploaded.status_code == 201, uploaded.text
+    name = uploaded.json()["image_name"]
+    assert _get(saas_web, f"/api/v1/images/i/{name}", other_headers).status_code == 200
+    for path in (f"/api/v1/images/i/{name}", f"/api/v1/images/i/{name}/full", f"/api/v1/images/i/{name}/metadata"):
+        assert _get(saas_web, path, _bearer(key["secret"])).status_code in (403, 404), path
+    deleted = httpx.delete(f"{saas_web.url}/api/v1/images/i/{name}", headers=_bearer(key["secret"]), timeout=30)
+    assert deleted.status_code in (403, 404)
+    assert _get(saas_web, f"/api/v1/images/i/{name}", other_headers).status_code == 200  # still there
     users = _get(saas_web, "/api/v1/auth/users", _bearer(key["secret"]))
     assert users.status_code == 403
+
+
+def test_administrators_cannot_use_keys(saas_web: InvokeAIWebServer, saas_db: Engine) -> None:
+    """Stock takes the admin flag from the account: an administrator's key would carry every admin right."""
+    admin = {"Authorization": f"Bearer {admin_token(saas_web.url)}"}
+    refused = _create(saas_web, admin)
+    assert refused.status_code == 403 and "Administrator accounts cannot use API keys" in refused.json()["detail"]
+    # A user promoted after making a key: the key stops working while they are an administrator.
+    user_id, _, key = _pro_user_with_key(saas_web, saas_db, "promoted")
+    promote = httpx.patch(f"{saas_web.url}/api/v1/auth/users/{user_id}", json={"is_admin": True}, headers=admin)
+    assert promote.status_code == 200, promote.text
+    try:
+        as_admin = _get(saas_web, "/api/v1/auth/users", _bearer(key["secret"]))
+        assert as_admin.status_code == 403 and "Administrator accounts" in as_admin.json()["detail"]
+    finally:
+        demote = httpx.patch(f"{saas_web.url}/api/v1/auth/users/{user_id}", json={"is_admin": False}, headers=admin)
+        assert demote.status_code == 200
+    assert _get(saas_web, "/api/v1/auth/me", _bearer(key["secret"])).status_code == 200
+
+
+def test_an_expired_subscription_has_no_api_access(saas_web: InvokeAIWebServer, saas_db: Engine) -> None:
+    user_id, _, key = _pro_user_with_key(saas_web, saas_db, "lapsed-pro")
+    set_plan(saas_db, user_id, "pro", status="expired")
+    refused = _get(saas_web, "/api/v1/saas/me/plan", _bearer(key["secret"]))
+    assert refused.status_code == 403
+    assert "Your expired plan (Pro, now with the free tier's limits) does not include API access" in refused.text
+    set_plan(saas_db, user_id, "pro")
+    assert _get(saas_web, "/api/v1/saas/me/plan", _bearer(key["secret"])).status_code == 200
 
 
 def test_keys_are_managed_only_when_signed_in(saas_web: InvokeAIWebServer, saas_db: Engine) -> None:
@@ -127,12 +166,12 @@ def test_keys_are_managed_only_when_signed_in(saas_web: InvokeAIWebServer, saas_
 
 def test_a_downgrade_stops_the_keys_and_an_upgrade_restores_them(saas_web: InvokeAIWebServer, saas_db: Engine) -> None:
     user_id, _, key = _pro_user_with_key(saas_web, saas_db, "downgraded")
-    _on_plan(saas_db, user_id, "starter")  # Starter has no API access
+    set_plan(saas_db, user_id, "starter")  # Starter has no API access
     refused = _get(saas_web, "/api/v1/saas/me/plan", _bearer(key["secret"]))
     assert refused.status_code == 403
     assert "Your plan (Starter) does not include API access" in refused.json()["detail"]
     _no_internals(refused)
-    _on_plan(saas_db, user_id, "studio")
+    set_plan(saas_db, user_id, "studio")
     assert _get(saas_web, "/api/v1/saas/me/plan", _bearer(key["secret"])).status_code == 200
 
 
@@ -152,10 +191,10 @@ def test_a_revoked_or_unknown_key_is_refused_as_an_invalid_token(saas_web: Invok
     assert missing.status_code == 404
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101, "nul\x00inside", "tab\there"])
 def test_a_bad_key_name_is_a_422_and_creates_nothing(saas_web: InvokeAIWebServer, saas_db: Engine, name: str) -> None:
     user_id, headers = saas_user(saas_web, "bad-name")
-    _on_plan(saas_db, user_id, "pro")
+    set_plan(saas_db, user_id, "pro")
     response = _create(saas_web, headers, name)
     assert response.status_code == 422
     _no_internals(response)

@@ -6,6 +6,7 @@ anything is stored, for that user only. See ``invokeai_saas/credits/access.py``.
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from typing import Any
 
@@ -15,12 +16,12 @@ from invokeai.app.services.session_queue.session_queue_common import Batch
 from PIL import Image
 from sqlalchemy import Engine, text
 
-from invokeai_saas.credits.access import enforce_node_editor, storage_refusal
-from invokeai_saas.credits.limits import BYTES_PER_GB, PlanLimitExceeded
+from invokeai_saas.credits.access import enforce_node_editor
+from invokeai_saas.credits.limits import BYTES_PER_GB, PlanLimitExceeded, storage_refusal
 from invokeai_saas.credits.plans import PlanService, Subscription
 from invokeai_saas.devstack.web import InvokeAIWebServer
-from tests.support.credits import saas_user
-from tests.support.invokeai import add_graph_batch
+from tests.support.credits import saas_user, set_plan
+from tests.support.invokeai import add_graph_batch, upload_image
 
 PLANS = "/api/v1/saas/plans"
 
@@ -41,11 +42,6 @@ def _workflow(name: str) -> dict[str, Any]:
     }
 
 
-def _set_plan(engine: Engine, user_id: str, plan_id: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE subscriptions SET plan_id = :p WHERE user_id = :u"), {"p": plan_id, "u": user_id})
-
-
 def _count(engine: Engine, table: str, user_id: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table} WHERE user_id = :u"), {"u": user_id}).scalar_one())
@@ -64,8 +60,8 @@ def test_a_plan_without_the_node_editor_cannot_use_workflows(saas_web: InvokeAIW
     trial_id, trial = saas_user(saas_web, "wf-trial")
     owner_id, owner = saas_user(saas_web, "wf-owner")
     other_id, other = saas_user(saas_web, "wf-other")
-    _set_plan(saas_db, owner_id, "starter")
-    _set_plan(saas_db, other_id, "starter")
+    set_plan(saas_db, owner_id, "starter")
+    set_plan(saas_db, other_id, "starter")
     editor = ("Trial", "does not include the node editor")
 
     # Trial: the editor's reads and writes are refused, and nothing is created.
@@ -95,7 +91,7 @@ def test_a_plan_without_the_node_editor_cannot_use_workflows(saas_web: InvokeAIW
     _refused(httpx.get(f"{base}/i/{workflow_id}", headers=trial, timeout=30), *editor)
 
     # Moved to Trial, the owner can no longer open or update it, but can still delete it.
-    _set_plan(saas_db, owner_id, "trial")
+    set_plan(saas_db, owner_id, "trial")
     _refused(httpx.get(f"{base}/i/{workflow_id}", headers=owner, timeout=30), *editor)
     change = {"workflow": {**_workflow("renamed"), "id": workflow_id}}
     _refused(httpx.patch(f"{base}/i/{workflow_id}", json=change, headers=owner, timeout=30), *editor)
@@ -113,7 +109,7 @@ def test_a_batch_built_in_the_editor_needs_the_node_editor(saas_web: InvokeAIWeb
     url = f"{saas_web.url}/api/v1/queue/default/enqueue_batch"
     trial_id, trial = saas_user(saas_web, "wf-run-trial")
     starter_id, starter = saas_user(saas_web, "wf-run-starter")
-    _set_plan(saas_db, starter_id, "starter")
+    set_plan(saas_db, starter_id, "starter")
     from_editor = add_graph_batch()
     from_editor["batch"]["workflow"] = _workflow("run me")
 
@@ -124,20 +120,39 @@ def test_a_batch_built_in_the_editor_needs_the_node_editor(saas_web: InvokeAIWeb
     assert httpx.post(url, json=from_editor, headers=starter, timeout=60).status_code == 200
 
 
+def test_retrying_an_editor_batch_after_a_downgrade_needs_the_node_editor(
+    saas_web: InvokeAIWebServer, saas_db: Engine
+) -> None:
+    queue = f"{saas_web.url}/api/v1/queue/default"
+    user_id, headers = saas_user(saas_web, "wf-retry")
+    set_plan(saas_db, user_id, "starter")
+    from_editor = add_graph_batch(a=int(uuid.uuid4().int % 10_000))
+    from_editor["batch"]["workflow"] = _workflow("retry me")
+    enqueued = httpx.post(f"{queue}/enqueue_batch", json=from_editor, headers=headers, timeout=60)
+    assert enqueued.status_code == 200, enqueued.text
+    item_id = enqueued.json()["item_ids"][0]
+    httpx.put(f"{queue}/i/{item_id}/cancel", headers=headers, timeout=30).raise_for_status()
+    deadline = time.monotonic() + 60
+    while (status := httpx.get(f"{queue}/i/{item_id}", headers=headers, timeout=30).json()["status"]) not in (
+        "completed",
+        "failed",
+        "canceled",
+    ):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    if status == "completed":  # it ran before the cancel: make it retryable as a failed one would be
+        with saas_db.begin() as conn:
+            conn.execute(text("UPDATE session_queue SET status = 'canceled' WHERE item_id = :i"), {"i": item_id})
+    set_plan(saas_db, user_id, "trial", status="trialing")
+    before = _count(saas_db, "session_queue", user_id)
+    _refused(httpx.put(f"{queue}/retry_items_by_id", json=[item_id], headers=headers, timeout=60), "node editor")
+    assert _count(saas_db, "session_queue", user_id) == before
+
+
 def _png(seed: int) -> bytes:
     buffer = io.BytesIO()
     Image.effect_noise((64, 64), 40 + seed).convert("RGB").save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _upload_image(web: InvokeAIWebServer, headers: dict[str, str], data: bytes) -> httpx.Response:
-    return httpx.post(
-        f"{web.url}/api/v1/images/upload",
-        params={"image_category": "user", "is_intermediate": "false"},
-        files={"file": ("upload.png", data, "image/png")},
-        headers=headers,
-        timeout=60,
-    )
 
 
 def _set_used(engine: Engine, user_id: str, used: int | None) -> None:
@@ -171,7 +186,7 @@ def test_uploads_past_the_storage_quota_are_refused_and_store_nothing(
     stored = (_count(saas_db, "images", full_id), _count(saas_db, "storage_objects", full_id))
     try:
         _set_used(saas_db, full_id, quota)
-        _refused(_upload_image(saas_web, full, _png(1)), "Trial", "2 GB of storage and it is full", "delete")
+        _refused(upload_image(saas_web.url, full, _png(1)), "Trial", "2 GB of storage and it is full", "delete")
         video = httpx.post(
             f"{saas_web.url}/api/v1/videos/upload",
             params={"video_category": "user", "is_intermediate": "false"},
@@ -182,16 +197,16 @@ def test_uploads_past_the_storage_quota_are_refused_and_store_nothing(
         _refused(video, "2 GB of storage and it is full")
         # Room for less than the request: refused from its Content-Length, before the body is read.
         _set_used(saas_db, full_id, quota - 200)
-        _refused(_upload_image(saas_web, full, _png(2)), "would go over it", "Delete images or videos")
+        _refused(upload_image(saas_web.url, full, _png(2)), "would go over it", "Delete images or videos")
         assert (_count(saas_db, "images", full_id), _count(saas_db, "storage_objects", full_id)) == stored
         assert _count(saas_db, "videos", full_id) == 0
 
         # Another user is not limited by this one's quota.
-        assert _upload_image(saas_web, other, _png(3)).status_code == 201
+        assert upload_image(saas_web.url, other, _png(3)).status_code == 201
     finally:
         _set_used(saas_db, full_id, None)
     # Below the quota again (media deleted, or a larger plan), the same user uploads as before.
-    uploaded = _upload_image(saas_web, full, _png(4))
+    uploaded = upload_image(saas_web.url, full, _png(4))
     assert uploaded.status_code == 201, uploaded.text
     assert _count(saas_db, "images", full_id) == stored[0] + 1
 
@@ -225,10 +240,11 @@ def test_enforce_node_editor_refuses_only_editor_batches_on_plans_without_it(pla
 def test_storage_refusal_counts_what_is_stored_and_what_is_coming(plans: PlanService) -> None:
     starter = _subscription(plans, "starter")
     quota = starter.limits.storage_gb * BYTES_PER_GB
-    assert storage_refusal(starter, 0, None) is None
-    assert storage_refusal(starter, quota - 10, 10) is None  # exactly to the quota fits
-    assert storage_refusal(starter, quota - 10, None) is None  # unknown length: stored bytes decide
-    over = storage_refusal(starter, quota - 10, 11)
+    assert storage_refusal(starter, 0, None, "upload more") is None
+    assert storage_refusal(starter, quota - 10, 10, "upload more") is None  # exactly to the quota fits
+    assert storage_refusal(starter, quota - 10, None, "upload more") is None  # unknown length: stored bytes decide
+    over = storage_refusal(starter, quota - 10, 11, "upload more")
     assert over is not None and over.status_code == 403 and "would go over it" in over.detail
-    full = storage_refusal(starter, quota, 0)
+    full = storage_refusal(starter, quota, 0, "upload more")
     assert full is not None and f"{starter.limits.storage_gb} GB of storage and it is full" in full.detail
+    assert "delete images or videos to upload more" in full.detail

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from invokeai.app.services.session_queue.session_queue_common import Batch, SessionQueueItem
-from invokeai.app.services.shared.graph import Graph, GraphExecutionState, WorkflowCallExecution
+from invokeai.app.services.shared.graph import Graph, GraphExecutionState
 from sqlalchemy import Engine, text
 
 from invokeai_saas.config import SaasSettings
@@ -27,6 +27,7 @@ from invokeai_saas.credits.plans import PlanService
 from invokeai_saas.credits.settlement import CreditHoldGuard
 from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
 from tests.services.test_session_queue import add_graph
+from tests.support.workflow_calls import park_on_a_call
 from tests.test_credit_periods import _subscribe, _subscription, _user
 from tests.test_dispatch_queue import RecordingEvents, _start
 
@@ -110,24 +111,11 @@ def test_a_refused_enqueue_leaves_the_roll_to_the_pass_and_enqueues_nothing(
     assert _subscription(pg_engine, user).status == "expired"
 
 
-def _park_on_a_call(parent: SessionQueueItem) -> None:
-    """What stock's runner records on the parent before it queues the called workflow."""
-    parent.session.waiting_workflow_call_execution = WorkflowCallExecution(
-        id=f"call-{parent.item_id}",
-        parent_session_id=parent.session_id,
-        prepared_call_node_id="call",
-        source_call_node_id="call",
-        workflow_id="saved-wf",
-        depth=1,
-        status="waiting_for_child",
-    )
-
-
 def _running_parent(pg_engine: Engine, queue: PostgresSessionQueue, user_id: str) -> SessionQueueItem:
     (parent_id,) = _enqueue(queue, user_id)
     parent = queue.dequeue()
     assert parent is not None and parent.item_id == parent_id
-    _park_on_a_call(parent)
+    park_on_a_call(parent)
     return parent
 
 

@@ -4,6 +4,7 @@ Trial: batches of 4, 1024 pixels, SD models only, 10 queued items."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine, text
 from invokeai_saas.credits.ledger import CreditLedger
 from invokeai_saas.devstack.web import InvokeAIWebServer
 from tests.support.credits import saas_user as _user
+from tests.support.credits import set_plan
 from tests.support.invokeai import add_graph_batch, admin_token
 
 Q = "default"
@@ -93,10 +95,7 @@ def test_a_larger_plan_lifts_the_limits_at_once(saas_web: InvokeAIWebServer, eng
     user_id, headers = _user(saas_web, "upgraded")
     body = add_graph_batch() | {"batch": {**add_graph_batch()["batch"], "runs": 6}}
     assert _enqueue(saas_web, headers, body).status_code == 403
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE subscriptions SET plan_id = 'pro', status = 'active' WHERE user_id = :u"), {"u": user_id}
-        )
+    set_plan(engine, user_id, "pro")
     assert _enqueue(saas_web, headers, body).status_code == 200  # Pro: batches of 16
 
 
@@ -114,3 +113,46 @@ def test_a_full_storage_quota_refuses_new_generations(saas_web: InvokeAIWebServe
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM user_storage_usage WHERE user_id = :u"), {"u": user_id})
     assert _enqueue(saas_web, headers, add_graph_batch()).status_code == 200
+
+
+def test_a_size_the_enqueue_cannot_read_is_refused_where_the_node_runs(
+    saas_web: InvokeAIWebServer, engine: Engine
+) -> None:
+    """A width that arrives through an edge is only known when the node runs: the worker's runner checks each node
+    on the values it got, fails the item with the plan's message, and charges nothing."""
+    user_id, headers = _user(saas_web, "edge-width")
+    nodes = {
+        "size": {"id": "size", "type": "integer", "value": 2048},
+        "noise": {"id": "noise", "type": "noise", "seed": 7, "width": 512, "height": 512},
+    }
+    edges = [{"source": {"node_id": "size", "field": "value"}, "destination": {"node_id": "noise", "field": "width"}}]
+    body = {"prepend": False, "batch": {"graph": {"id": "g", "nodes": nodes, "edges": edges}, "runs": 1}}
+    accepted = _enqueue(saas_web, headers, body)
+    assert accepted.status_code == 200, accepted.text  # the literal sizes are within Trial's 1024
+    item_id = accepted.json()["item_ids"][0]
+    deadline = time.monotonic() + 120
+    while (item := _item(saas_web, headers, item_id))["status"] not in ("completed", "failed", "canceled"):
+        assert time.monotonic() < deadline, item
+        time.sleep(0.2)
+    assert item["status"] == "failed" and item["error_type"] == "PlanLimitExceeded", item
+    assert "Your plan (Trial) allows images up to 1024 pixels" in item["error_message"]
+    assert "asks for 2048" in item["error_message"]
+    ledger = CreditLedger(engine)
+    deadline = time.monotonic() + 30
+    while (balance := ledger.balance(user_id)).held:  # the failed item's hold is released, nothing is charged
+        assert time.monotonic() < deadline, balance
+        time.sleep(0.2)
+    assert balance.available == 500
+
+
+def test_a_size_in_batch_data_counts_even_as_text(saas_web: InvokeAIWebServer, engine: Engine) -> None:
+    """Batch data is kept as sent and the node validates "2048" to 2048 when it runs: the enqueue reads it so."""
+    user_id, headers = _user(saas_web, "text-width")
+    body = _graph_batch({"noise": {"id": "noise", "type": "noise", "seed": 3, "width": 512, "height": 512}})
+    body["batch"]["data"] = [[{"node_path": "noise", "field_name": "width", "items": ["2048"]}]]
+    _refused(_enqueue(saas_web, headers, body), 403, "up to 1024 pixels", "asks for 2048")
+    assert _queued(engine, user_id) == 0
+
+
+def _item(web: InvokeAIWebServer, headers: dict[str, str], item_id: int) -> dict[str, Any]:
+    return dict(httpx.get(f"{web.url}/api/v1/queue/{Q}/i/{item_id}", headers=headers, timeout=30).json())

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, text
 from invokeai_saas.credits.ledger import CreditLedger
 from invokeai_saas.credits.models_route import models_router
 from invokeai_saas.devstack.web import InvokeAIWebServer
-from tests.support.credits import saas_user
+from tests.support.credits import saas_user, set_plan
 from tests.support.invokeai import admin_token
 
 MODELS = "/api/v2/models"
@@ -117,14 +117,6 @@ def _listed(web: InvokeAIWebServer, catalogue: Catalogue, headers: dict[str, str
     return catalogue.ours(r.json()["models"])
 
 
-def _move(engine: Engine, user_id: str, plan_id: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE subscriptions SET plan_id = :p, status = 'active' WHERE user_id = :u"),
-            {"p": plan_id, "u": user_id},
-        )
-
-
 def _sees(web: InvokeAIWebServer, catalogue: Catalogue, headers: dict[str, str], name: str) -> bool:
     """Whether every lookup route answers the record (and all agree)."""
     config = catalogue.configs[name]
@@ -158,10 +150,10 @@ def test_each_plan_sees_the_bases_it_includes(
     assert [_sees(saas_web, catalogue, user, name) for name in ("flux-main", "flux-lora", "sd3-main")] == [False] * 3
     assert _sees(saas_web, catalogue, user, "sdxl-main") and _sees(saas_web, catalogue, user, "t5")
 
-    _move(saas_db, user_id, "starter")
+    set_plan(saas_db, user_id, "starter")
     assert _listed(saas_web, catalogue, user) == sd_and_any | {"flux-main", "flux-lora"}
     assert _sees(saas_web, catalogue, user, "flux-lora") and not _sees(saas_web, catalogue, user, "sd3-main")
-    _move(saas_db, user_id, "pro")  # an upgrade shows at once
+    set_plan(saas_db, user_id, "pro")  # an upgrade shows at once
     assert _listed(saas_web, catalogue, user) == everything
     assert all(_sees(saas_web, catalogue, user, name) for name in everything)
 
@@ -239,7 +231,7 @@ def test_every_model_a_graph_uses_counts_at_enqueue(
     }
     assert _enqueue(saas_web, user, upscale).status_code == 200, "an 'any' model is refused"
 
-    _move(saas_db, user_id, "starter")
+    set_plan(saas_db, user_id, "starter")
     assert _enqueue(saas_web, user, lora).status_code == 200  # Starter includes FLUX...
     sd3 = {"model": {"id": "model", "type": "sd3_model_loader", "model": catalogue.identifier("sd3-main")}}
     r = _enqueue(saas_web, user, sd3)  # ...but not SD 3

@@ -25,7 +25,7 @@ from invokeai.app.services.events.events_common import EventBase, QueueItemStatu
 from invokeai.app.services.invocation_services import InvocationServices
 from invokeai.app.services.invoker import Invoker
 from invokeai.app.services.session_queue.session_queue_common import Batch, BatchDatum, SessionQueueItem
-from invokeai.app.services.shared.graph import GraphExecutionState, WorkflowCallExecution
+from invokeai.app.services.shared.graph import GraphExecutionState
 from sqlalchemy import Engine, text
 
 from invokeai_saas.aws import sqs_client
@@ -36,6 +36,7 @@ from invokeai_saas.dispatch.sqs_dispatch import Runnable, SqsDispatcher
 from invokeai_saas.services.session_queue.session_queue_dispatching import WORKER_LOST_ERROR, DispatchingSessionQueue
 from invokeai_saas.services.session_queue.session_queue_worker import WorkerSessionQueue
 from tests.services.test_session_queue import add_graph
+from tests.support.workflow_calls import park_on_a_call
 
 Q = "default"
 
@@ -297,15 +298,7 @@ def test_a_paused_fleet_takes_no_work_until_resumed(d: Deployment) -> None:
 def _call_child(worker: WorkerSessionQueue, parent: SessionQueueItem) -> SessionQueueItem:
     """What the runner does when the parent's node calls a saved workflow: record the call, queue the child,
     park the parent."""
-    parent.session.waiting_workflow_call_execution = WorkflowCallExecution(
-        id=f"call-{parent.item_id}",
-        parent_session_id=parent.session_id,
-        prepared_call_node_id="call",
-        source_call_node_id="call",
-        workflow_id="saved-wf",
-        depth=1,
-        status="waiting_for_child",
-    )
+    park_on_a_call(parent)
     child = worker.enqueue_workflow_call_child(parent, GraphExecutionState(graph=add_graph(a=50)))
     worker.suspend_queue_item(parent.item_id, queue_item=parent)
     return child

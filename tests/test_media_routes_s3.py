@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from invokeai.app.services.image_files.image_files_common import ImageFileSaveException
 from invokeai.app.services.style_preset_images import style_preset_images_disk
 from PIL import Image
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine
 
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.db import migrate
@@ -41,7 +41,8 @@ from invokeai_saas.storage.http_errors import UNAVAILABLE_DETAIL, install_object
 from invokeai_saas.storage.keys import KeyLayout
 from invokeai_saas.storage.object_index import IndexedObject, StorageObjectIndex
 from invokeai_saas.storage.object_store import ObjectStoreUnavailable, S3ObjectStore
-from tests.support.invokeai import TEST_ENV, admin_token
+from tests.support.credits import set_plan
+from tests.support.invokeai import TEST_ENV, admin_token, upload_image
 
 DEAD_ENDPOINT = "http://127.0.0.1:1"
 RANGE_CHUNK = 1024 * 1024
@@ -126,19 +127,9 @@ def _png(color: tuple[int, int, int], size: int = 48) -> bytes:
     return buffer.getvalue()
 
 
-def _upload_image(base_url: str, headers: dict[str, str], data: bytes) -> httpx.Response:
-    return httpx.post(
-        f"{base_url}/api/v1/images/upload",
-        params={"image_category": "user", "is_intermediate": "false"},
-        files={"file": ("upload.png", data, "image/png")},
-        headers=headers,
-        timeout=60,
-    )
-
-
 @pytest.fixture(scope="module")
 def alice_image(saas_web: InvokeAIWebServer, accounts: Accounts) -> str:
-    r = _upload_image(saas_web.url, accounts.alice, _png((200, 40, 40)))
+    r = upload_image(saas_web.url, accounts.alice, _png((200, 40, 40)))
     assert r.status_code == 201, r.text
     return str(r.json()["image_name"])
 
@@ -320,7 +311,7 @@ def test_other_users_never_reach_the_image(saas_web: InvokeAIWebServer, accounts
 def test_a_missing_object_is_a_404_like_a_missing_file(
     saas_web: InvokeAIWebServer, accounts: Accounts, bucket: Bucket
 ) -> None:
-    r = _upload_image(saas_web.url, accounts.alice, _png((7, 70, 170)))
+    r = upload_image(saas_web.url, accounts.alice, _png((7, 70, 170)))
     assert r.status_code == 201, r.text
     name = r.json()["image_name"]
     url = f"{saas_web.url}/api/v1/images/i/{name}"
@@ -428,8 +419,7 @@ def test_workflow_thumbnails_stay_unauthenticated_like_stock(
 ) -> None:
     # Workflows need a plan with the node editor (Trial has none; see invokeai_saas/credits/access.py).
     alice_id = httpx.get(f"{saas_web.url}/api/v1/auth/me", headers=accounts.alice, timeout=30).json()["user_id"]
-    with saas_db.begin() as conn:
-        conn.execute(text("UPDATE subscriptions SET plan_id = 'starter' WHERE user_id = :u"), {"u": alice_id})
+    set_plan(saas_db, alice_id, "starter")
     listed = httpx.get(f"{saas_web.url}/api/v1/workflows/", params={"per_page": 1}, headers=accounts.alice).json()
     template = httpx.get(
         f"{saas_web.url}/api/v1/workflows/i/{listed['items'][0]['workflow_id']}", headers=accounts.alice
@@ -558,7 +548,7 @@ def test_object_store_outage_answers_503_without_details(
     saas_web: InvokeAIWebServer, redirect_web: InvokeAIWebServer, accounts: Accounts, alice_image: str, bucket: Bucket
 ) -> None:
     # A stock route (upload) whose storage failed: stock answers 500 "Failed to create image".
-    _assert_unavailable(_upload_image(redirect_web.url, accounts.alice, _png((5, 5, 5))))
+    _assert_unavailable(upload_image(redirect_web.url, accounts.alice, _png((5, 5, 5))))
 
     # A streamed object (bulk archives always stream): built by the healthy server, fetched from the other.
     name = _request_archive(saas_web.url, accounts.alice, alice_image, bucket)

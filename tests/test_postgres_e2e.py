@@ -9,12 +9,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from invokeai_saas.db import migrate
 from invokeai_saas.devstack import LocalStack
 from invokeai_saas.devstack.group import start_together
 from invokeai_saas.devstack.web import InvokeAIWebServer
+from tests.support.credits import set_plan
 from tests.support.invokeai import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_ENV, add_graph_batch, admin_token
 
 
@@ -163,8 +164,7 @@ def test_batched_workflow_list_matches_stock_shape(pair: tuple[InvokeAIWebServer
     admin = {"Authorization": f"Bearer {admin_token(a.url)}"}
     # Workflows need a plan with the node editor (invokeai_saas/credits/access.py); staff are on Tester.
     admin_id = httpx.get(f"{a.url}/api/v1/auth/me", headers=admin, timeout=30).json()["user_id"]
-    with saas_db.begin() as conn:
-        conn.execute(text("UPDATE subscriptions SET plan_id = 'tester' WHERE user_id = :u"), {"u": admin_id})
+    set_plan(saas_db, admin_id, "tester")
     params = {"page": 0, "per_page": 5, "categories": "default"}  # other suites add user workflows to this database
     page = httpx.get(f"{a.url}/api/v1/workflows/", params=params, headers=admin, timeout=30)
     assert page.status_code == 200

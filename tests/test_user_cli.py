@@ -88,6 +88,10 @@ def test_an_operator_puts_staff_on_the_tester_plan_with_its_credits(pg_engine: E
     assert (subscription.plan_id, subscription.status) == ("tester", "active")
     assert subscription.period_end > subscription.period_start
     assert available == 50_000 + 500  # Tester's allotment, and the trial credits every new user got
+    again = _cli(pg_engine, "modify", "--email", "staff@example.com", "--plan", "tester")
+    assert again.returncode == 0, again.stderr
+    assert "already on it: unchanged" in again.stdout
+    assert _subscription_and_balance(pg_engine, staff.user_id) == (subscription, available)  # granted once
 
     # Back to Trial: the trial credits are once per user; nothing already granted is taken away.
     r = _cli(pg_engine, "modify", "--email", "staff@example.com", "--plan", "trial")

@@ -3,10 +3,11 @@ limit governs.
 
 The studio signs in with stock's login (a JWT that slides while the browser is active). Programmatic use needs a
 credential that does not expire every day and can be revoked on its own: an API key, ``Authorization: Bearer
-isk_...`` on any route that accepts stock's bearer token. A key acts as its owner (the owner's own data, the
-owner's admin flag as the database has it now), and only while the owner's plan includes API access: a plan
-without it cannot create keys, and the keys of a user who moves to such a plan stop working (HTTP 403 saying so)
-until they move back. Keys survive password changes, as personal access tokens do elsewhere; revoking is explicit.
+isk_...`` on any route that accepts stock's bearer token. A key acts as its owner (the owner's own data), only
+while the owner's plan includes API access — a plan without it cannot create keys, and the keys of a user who moves
+to such a plan stop working (HTTP 403 saying so) until they move back — and never for an administrator: stock
+takes the admin flag from the account, so an administrator's key would carry every administrator right. Keys
+survive password changes, as personal access tokens do elsewhere; revoking is explicit.
 
 The secret is 32 random bytes (``isk_`` + base64url), shown once at creation; the table keeps its SHA-256 digest,
 a display prefix and the key's name. A lookup stamps ``last_used_at`` (at most once a minute per key, so a busy
@@ -109,7 +110,7 @@ class ApiKeyService:
             ).one()
         return ApiKeyRecord(**row._mapping), secret
 
-    def list(self, user_id: str) -> list[ApiKeyRecord]:
+    def list_keys(self, user_id: str) -> list[ApiKeyRecord]:
         """The user's keys, newest first, revoked ones included (so a revoked key's last use stays visible)."""
         with self._reads.connect() as conn:
             rows = conn.execute(

@@ -2,7 +2,8 @@
 
 - ``GET``: the caller's keys, newest first, revoked ones included; never a secret (only its display prefix).
 - ``POST``: a new key, answered once with its secret (201). Refused with 403 when the plan has no API access (with
-  plan limits enforced), and 409 at ``MAX_ACTIVE_KEYS`` unrevoked keys.
+  plan limits enforced) or the caller is an administrator (see ``api_key_auth``), and 409 at ``MAX_ACTIVE_KEYS``
+  unrevoked keys.
 - ``DELETE /{key_id}``: revoke; 404 for a key the caller does not own, whoever owns it, so key ids cannot be probed.
 
 Managing keys needs a studio sign-in: a request authenticated by an API key is refused (403), so a leaked key
@@ -18,9 +19,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 from fastapi.security import HTTPAuthorizationCredentials
 from invokeai.app.api.auth_dependencies import CurrentUser, security
+from invokeai.app.services.auth.token_service import TokenData
 from pydantic import BaseModel, Field, StringConstraints
 
-from invokeai_saas.auth.api_key_auth import require_api_access
+from invokeai_saas.auth.api_key_auth import admin_keys_refusal, require_api_access
 from invokeai_saas.auth.api_keys import ApiKeyRecord, ApiKeyService, TooManyApiKeys, is_api_key
 from invokeai_saas.credits.plans import PlanService
 from invokeai_saas.db.engine import get_engine
@@ -28,7 +30,10 @@ from invokeai_saas.runtime import current_runtime
 
 api_keys_router = APIRouter(prefix="/api/v1/saas/me/api-keys", tags=["saas"])
 
-KeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# Printable text only: PostgreSQL text refuses NUL, and control characters have no place in a label.
+KeyName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 
 
 class ApiKeyInfo(BaseModel):
@@ -66,20 +71,23 @@ def _keys() -> ApiKeyService:
 def _signed_in(
     current_user: CurrentUser,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(security)],
-) -> str:
-    """The caller's user id, when they signed in (a JWT), not when they call with an API key."""
+) -> TokenData:
+    """The caller, when they signed in (a JWT), not when they call with an API key."""
     if credentials is not None and is_api_key(credentials.credentials):
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
             detail="API keys cannot manage API keys: sign in to the studio to create or revoke them.",
         )
-    return current_user.user_id
+    return current_user
 
 
-SignedInUserId = Annotated[str, Depends(_signed_in)]
+SignedInUser = Annotated[TokenData, Depends(_signed_in)]
 
 
-def _create(user_id: str, name: str) -> CreatedApiKey:
+def _create(current_user: TokenData, name: str) -> CreatedApiKey:
+    if current_user.is_admin:
+        raise admin_keys_refusal()
+    user_id = current_user.user_id
     settings = current_runtime().settings
     if settings.credits_enforced:
         require_api_access(PlanService(get_engine(settings)), user_id)
@@ -91,9 +99,9 @@ def _create(user_id: str, name: str) -> CreatedApiKey:
 
 
 @api_keys_router.get("", operation_id="list_my_api_keys", response_model=list[ApiKeyInfo])
-async def list_my_api_keys(user_id: SignedInUserId) -> list[ApiKeyInfo]:
+async def list_my_api_keys(user: SignedInUser) -> list[ApiKeyInfo]:
     """The caller's API keys (never their secrets)."""
-    return [_info(record) for record in await asyncio.to_thread(_keys().list, user_id)]
+    return [_info(record) for record in await asyncio.to_thread(_keys().list_keys, user.user_id)]
 
 
 @api_keys_router.post(
@@ -107,11 +115,11 @@ async def list_my_api_keys(user_id: SignedInUserId) -> list[ApiKeyInfo]:
     },
 )
 async def create_my_api_key(
-    user_id: SignedInUserId,
+    user: SignedInUser,
     body: NewApiKey,
 ) -> CreatedApiKey:
     """Create an API key; its secret is in this answer only."""
-    return await asyncio.to_thread(_create, user_id, body.name)
+    return await asyncio.to_thread(_create, user, body.name)
 
 
 @api_keys_router.delete(
@@ -121,9 +129,9 @@ async def create_my_api_key(
     responses={status.HTTP_404_NOT_FOUND: {"description": "No such key among the caller's"}},
 )
 async def revoke_my_api_key(
-    user_id: SignedInUserId,
+    user: SignedInUser,
     key_id: str = Path(max_length=64),
 ) -> None:
     """Revoke one of the caller's API keys: it stops working at once."""
-    if not await asyncio.to_thread(_keys().revoke, user_id, key_id):
+    if not await asyncio.to_thread(_keys().revoke, user.user_id, key_id):
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="No such API key.")

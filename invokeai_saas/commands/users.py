@@ -111,10 +111,10 @@ def _start_plan(engine: Engine, user_id: str, plan_id: str) -> str:
     from invokeai_saas.credits.periods import SubscriptionPeriods
 
     started = SubscriptionPeriods(engine, CreditLedger(engine)).start_plan(user_id, plan_id)
-    return (
-        f"   Plan: {started.plan_name} until {started.period_end:%Y-%m-%d %H:%M} UTC"
-        f" ({started.credits_granted} credits granted)"
-    )
+    until = f" until {started.period_end:%Y-%m-%d %H:%M} UTC" if started.period_end is not None else ""
+    if started.period_start is None:
+        return f"   Plan: {started.plan_name}{until} (already on it: unchanged)"
+    return f"   Plan: {started.plan_name}{until} ({started.credits_granted} credits granted)"
 
 
 def _add(users: UserServiceBase, engine: Engine, args: argparse.Namespace) -> None:

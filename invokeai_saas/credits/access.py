@@ -39,7 +39,7 @@ from fastapi import HTTPException, Request
 from invokeai.app.services.session_queue.session_queue_common import Batch
 from sqlalchemy import Engine
 
-from invokeai_saas.credits.limits import BYTES_PER_GB, UPGRADE, PlanLimitExceeded
+from invokeai_saas.credits.limits import UPGRADE, PlanLimitExceeded, plan_label, storage_refusal
 from invokeai_saas.credits.plans import PlanService, Subscription
 from invokeai_saas.patches.api_app_route_guards import RouteGuard
 from invokeai_saas.storage.object_index import StorageObjectIndex
@@ -70,21 +70,10 @@ UPLOAD_ROUTES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _plan(subscription: Subscription) -> str:
-    return f"Your plan ({subscription.plan.name})"
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", BYTES_PER_GB), ("MB", 1024**2)):
-        if n >= scale // 10:
-            return f"{n / scale:.{2 if unit == 'GB' else 1}f} {unit}"
-    return f"{-(-n // 1024)} KB"  # rounded up: a 200-byte request is 1 KB, not 0
-
-
 def node_editor_refusal(subscription: Subscription) -> PlanLimitExceeded | None:
     if subscription.limits.node_editor:
         return None
-    return PlanLimitExceeded(403, f"{_plan(subscription)} does not include the node editor (workflows). {UPGRADE}")
+    return PlanLimitExceeded(403, f"{plan_label(subscription)} does not include the node editor (workflows). {UPGRADE}")
 
 
 def enforce_node_editor(subscription: Subscription, batch: Batch) -> None:
@@ -93,25 +82,6 @@ def enforce_node_editor(subscription: Subscription, batch: Batch) -> None:
         refusal = node_editor_refusal(subscription)
         if refusal is not None:
             raise refusal
-
-
-def storage_refusal(subscription: Subscription, used: int, incoming: int | None) -> PlanLimitExceeded | None:
-    """Why an upload of ``incoming`` bytes (None: unknown) may not be stored on top of ``used``, or None."""
-    quota_gb = subscription.limits.storage_gb
-    quota = quota_gb * BYTES_PER_GB
-    if used >= quota:
-        return PlanLimitExceeded(
-            403,
-            f"{_plan(subscription)} includes {quota_gb} GB of storage and it is full ({_size(used)} used); "
-            f"delete images or videos to upload more. {UPGRADE}",
-        )
-    if incoming is not None and used + incoming > quota:
-        return PlanLimitExceeded(
-            403,
-            f"{_plan(subscription)} includes {quota_gb} GB of storage; {_size(used)} is used and this upload "
-            f"({_size(incoming)}) would go over it. Delete images or videos to make room. {UPGRADE}",
-        )
-    return None
 
 
 def _content_length(request: Request) -> int | None:
@@ -136,14 +106,14 @@ class PlanAccess:
     def require_node_editor(self, user_id: str) -> None:
         refusal = node_editor_refusal(self.subscription(user_id))
         if refusal is not None:
-            raise HTTPException(status_code=refusal.status_code, detail=refusal.detail)
+            raise refusal.to_http()
 
     def require_storage_for(self, user_id: str, incoming: int | None) -> None:
         subscription = self.subscription(user_id)
         used, _ = self._index.usage(user_id)
-        refusal = storage_refusal(subscription, used, incoming)
+        refusal = storage_refusal(subscription, used, incoming, "upload more")
         if refusal is not None:
-            raise HTTPException(status_code=refusal.status_code, detail=refusal.detail)
+            raise refusal.to_http()
 
 
 def route_guards(engine: Engine) -> list[RouteGuard]:

@@ -21,7 +21,7 @@ defaults are modest GPU figures. The plan's ``credit_multiplier`` applies on top
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,16 +61,17 @@ def _field(node: Any, name: str) -> Any:
     return getattr(node, name, None)
 
 
-def _batch_values(batch: Batch, name: str) -> list[Any]:
+def _batch_values(batch: Batch | None, name: str) -> list[Any]:
     values: list[Any] = []
-    for group in batch.data or []:
+    for group in (batch.data if batch is not None else None) or []:
         for datum in group:
             if datum.field_name == name:
                 values.extend(datum.items)
     return values
 
 
-def _value(enum_or_str: Any) -> str:
+def enum_value(enum_or_str: Any) -> str:
+    """A taxonomy enum's value (``BaseModelType.Flux`` → ``"flux"``), or the string given."""
     return str(getattr(enum_or_str, "value", enum_or_str))
 
 
@@ -93,7 +94,15 @@ def _model_identifiers(value: Any, depth: int) -> Iterator[ModelIdentifierField]
 
 
 def _ints(values: Iterable[Any]) -> list[int]:
-    return [int(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    """The integers among ``values``, numeric strings included: batch data is kept as sent, and a node's integer
+    field validates ``"4096"`` to 4096 when the item runs."""
+    found: list[int] = []
+    for value in values:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            found.append(int(value))
+        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            found.append(int(value))
+    return found
 
 
 class CreditEstimator:
@@ -102,7 +111,10 @@ class CreditEstimator:
         self._step_seconds = dict(step_seconds)
 
     def estimate(self, batch: Batch) -> CostEstimate:
-        nodes = list(batch.graph.nodes.values()) if batch.graph is not None else []
+        return self.estimate_nodes(list(batch.graph.nodes.values()) if batch.graph is not None else [], batch)
+
+    def estimate_nodes(self, nodes: Sequence[Any], batch: Batch | None = None) -> CostEstimate:
+        """The estimate of ``nodes`` (a graph's, or one node as it is about to run) and ``batch``'s data, if any."""
         base = self._model_base(nodes)
         widths = _ints([_field(n, "width") for n in nodes] + _batch_values(batch, "width"))
         heights = _ints([_field(n, "height") for n in nodes] + _batch_values(batch, "height"))
@@ -124,12 +136,12 @@ class CreditEstimator:
             seconds += steps * (node_width * node_height / REFERENCE_PIXELS) * per_step
             total_steps += steps
         identifiers = [identifier for node in nodes for identifier in _model_identifiers(node, MAX_FIELD_DEPTH)]
-        bases = frozenset(_value(i.base) for i in identifiers) - {ANY_BASE}
+        bases = frozenset(enum_value(i.base) for i in identifiers) - {ANY_BASE}
         keys = frozenset(i.key for i in identifiers)
         return CostEstimate(seconds, base, total_steps, width, height, bases, keys)
 
     @staticmethod
-    def _model_base(nodes: list[Any]) -> str | None:
+    def _model_base(nodes: Sequence[Any]) -> str | None:
         """The base of the graph's main model (the first one found)."""
         for node in nodes:
             for name in type(node).model_fields:

@@ -25,6 +25,7 @@ The running cap (``concurrent_jobs``) is enforced where items start, by the sche
 
 from __future__ import annotations
 
+from fastapi import HTTPException
 from sqlalchemy import Connection, Text, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -46,6 +47,44 @@ class PlanLimitExceeded(Exception):
         self.status_code = status_code
         self.detail = detail
         super().__init__(detail)
+
+    def to_http(self) -> HTTPException:
+        return HTTPException(status_code=self.status_code, detail=self.detail)
+
+
+def plan_label(subscription: Subscription) -> str:
+    """How every refusal names the plan; an expired subscription keeps its plan's name but has the free tier's
+    limits (``PlanService.subscription_in``), which the label says, or the numbers would not add up."""
+    if subscription.status == "expired":
+        return f"Your expired plan ({subscription.plan.name}, now with the free tier's limits)"
+    return f"Your plan ({subscription.plan.name})"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", BYTES_PER_GB), ("MB", 1024**2)):
+        if n >= scale // 10:
+            return f"{n / scale:.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{-(-n // 1024)} KB"  # rounded up: a 200-byte request is 1 KB, not 0
+
+
+def storage_refusal(subscription: Subscription, used: int, incoming: int | None, to: str) -> PlanLimitExceeded | None:
+    """Why ``incoming`` more bytes (None: unknown) may not be stored on top of ``used``, or None; ``to`` says what
+    the user was doing ("upload more", "generate more")."""
+    quota_gb = subscription.limits.storage_gb
+    quota = quota_gb * BYTES_PER_GB
+    if used >= quota:
+        return PlanLimitExceeded(
+            403,
+            f"{plan_label(subscription)} includes {quota_gb} GB of storage and it is full ({_size(used)} used); "
+            f"delete images or videos to {to}. {UPGRADE}",
+        )
+    if incoming is not None and used + incoming > quota:
+        return PlanLimitExceeded(
+            403,
+            f"{plan_label(subscription)} includes {quota_gb} GB of storage; {_size(used)} is used and this upload "
+            f"({_size(incoming)}) would go over it. Delete images or videos to make room. {UPGRADE}",
+        )
+    return None
 
 
 def model_allowed(model_access: str, base: str | None) -> bool:
@@ -79,7 +118,7 @@ def enforce_model_access(conn: Connection, subscription: Subscription, estimate:
     if excluded:
         raise PlanLimitExceeded(
             403,
-            f"Your plan ({subscription.plan.name}) does not include {' or '.join(excluded)} models, which this graph "
+            f"{plan_label(subscription)} does not include {' or '.join(excluded)} models, which this graph "
             f"uses. {UPGRADE}",
         )
 
@@ -92,7 +131,7 @@ def enforce_graph_limits(conn: Connection, subscription: Subscription, estimate:
     if largest > limits.max_resolution:
         raise PlanLimitExceeded(
             403,
-            f"Your plan ({subscription.plan.name}) allows images up to {limits.max_resolution} pixels wide or high; "
+            f"{plan_label(subscription)} allows images up to {limits.max_resolution} pixels wide or high; "
             f"this asks for {largest}. {UPGRADE}",
         )
     enforce_model_access(conn, subscription, estimate)
@@ -103,7 +142,7 @@ def enforce_plan_limits(
 ) -> None:
     """Refuse (``PlanLimitExceeded``) new items the subscription's plan does not allow; see the module docstring."""
     limits = subscription.limits
-    plan = f"Your plan ({subscription.plan.name})"
+    plan = plan_label(subscription)
     if item_count > limits.max_batch_size:
         raise PlanLimitExceeded(
             403, f"{plan} allows batches of up to {limits.max_batch_size} items; this one has {item_count}. {UPGRADE}"
@@ -112,12 +151,9 @@ def enforce_plan_limits(
     used = conn.execute(
         select(func.coalesce(func.max(user_storage_usage.c.bytes), 0)).where(user_storage_usage.c.user_id == user_id)
     ).scalar_one()
-    if used >= limits.storage_gb * BYTES_PER_GB:
-        raise PlanLimitExceeded(
-            403,
-            f"{plan} includes {limits.storage_gb} GB of storage and it is full; delete images or videos to "
-            f"generate more. {UPGRADE}",
-        )
+    refusal = storage_refusal(subscription, used, None, "generate more")
+    if refusal is not None:
+        raise refusal
     CreditLedger.lock_account(conn, user_id)  # serialises this user's enqueues: the count below stays true
     queued = conn.execute(
         select(func.count())

@@ -53,6 +53,7 @@ from invokeai.app.services.shared.sqlite.sqlite_common import SQLiteDirection
 from invokeai.backend.model_manager.configs.factory import AnyModelConfig
 from invokeai.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType
 
+from invokeai_saas.credits.estimate import enum_value
 from invokeai_saas.credits.limits import ANY_BASE, model_allowed
 from invokeai_saas.credits.plans import PlanService
 from invokeai_saas.db.engine import autocommit_reads, get_engine
@@ -67,19 +68,15 @@ NOT_FOUND_BY_HASH = "No model found with this hash"
 NOT_FOUND_BY_KEY = str(UnknownModelException("model not found"))
 
 
-def _base(value: BaseModelType | str) -> str:
-    return str(getattr(value, "value", value))
-
-
 def visible_bases(user: TokenData) -> Callable[[BaseModelType | str], bool]:
     """Whether ``user`` sees models of a base; reads the user's plan once (never for an administrator)."""
     if user.is_admin:
         return lambda base: True
     subscription = PlanService(autocommit_reads(get_engine(current_runtime().settings))).subscription(user.user_id)
     if subscription is None:
-        return lambda base: _base(base) == ANY_BASE
+        return lambda base: enum_value(base) == ANY_BASE
     access = subscription.limits.model_access
-    return lambda base: model_allowed(access, _base(base))
+    return lambda base: model_allowed(access, enum_value(base))
 
 
 @models_router.get(

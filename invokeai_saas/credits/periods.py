@@ -102,12 +102,13 @@ def current_period(period_start: datetime, period_end: datetime, at: datetime) -
 
 @dataclass(frozen=True)
 class PlanStart:
-    """What ``SubscriptionPeriods.start_plan`` did."""
+    """What ``SubscriptionPeriods.start_plan`` did: ``period_start`` is None when the user already was on the plan
+    in a live period (nothing changed)."""
 
     plan_id: str
     plan_name: str
-    period_start: datetime
-    period_end: datetime
+    period_start: datetime | None
+    period_end: datetime | None
     credits_granted: int
 
 
@@ -212,19 +213,28 @@ class SubscriptionPeriods:
         A monthly plan becomes ``active`` for one calendar month; the Trial plan becomes ``trialing`` for its days,
         with its credits only if the user never had them (the trial grant is once per user). Grants already given
         keep their own validity: a plan change never takes credits away. The subscription's per-customer
-        ``overrides`` are cleared: they were the terms of the plan being left. Raises ``ValueError`` for an
-        unknown plan."""
+        ``overrides`` are cleared: they were the terms of the plan being left. A user already on the plan in a live
+        period is left as is (running the command twice grants once). Raises ``ValueError`` for an unknown plan."""
         at = _utc(at) if at is not None else datetime.now(UTC)
         with self._engine.begin() as conn:
             plan = conn.execute(select(plans).where(plans.c.plan_id == plan_id)).first()
             if plan is None:
                 known = ", ".join(conn.execute(select(plans.c.plan_id).order_by(plans.c.sort_order)).scalars())
                 raise ValueError(f"no plan '{plan_id}' (plans: {known})")
-            locked = conn.execute(
-                select(subscriptions.c.user_id).where(subscriptions.c.user_id == user_id).with_for_update()
+            current = conn.execute(
+                select(subscriptions.c.plan_id, subscriptions.c.status, subscriptions.c.period_end)
+                .where(subscriptions.c.user_id == user_id)
+                .with_for_update()
             ).first()
-            if locked is None:
+            if current is None:
                 raise ValueError(f"no subscription for user '{user_id}'")
+            if (
+                current.plan_id == plan_id
+                and current.status in ("active", "trialing")
+                and (current.period_end is None or current.period_end > at)
+            ):
+                # Already on it, in a live period: nothing restarts and nothing more is granted.
+                return PlanStart(plan_id, plan.name, None, current.period_end, 0)
             trial = plan.billing_period is None and plan.trial_days is not None
             end = at + timedelta(days=plan.trial_days) if trial else add_months(at, 1)
             conn.execute(
@@ -255,7 +265,7 @@ class SubscriptionPeriods:
                     details = {"plan_id": plan_id, "started_by": "operator"}
                     self._ledger.grant_in(conn, user_id, plan.monthly_credits, source, key, at, end, details)
                     granted = plan.monthly_credits
-        return PlanStart(plan_id=plan_id, plan_name=plan.name, period_start=at, period_end=end, credits_granted=granted)
+        return PlanStart(plan_id, plan.name, at, end, granted)
 
     def _roll_one(self, conn: Connection, user_id: str, at: datetime, report: RollReport, skip_locked: bool) -> bool:
         """Lock the subscription and roll it if it is (still) due; False when it was locked elsewhere or not due."""

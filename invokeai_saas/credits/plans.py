@@ -1,8 +1,9 @@
 """Plans and subscriptions: what a user may do, read from PostgreSQL.
 
 A plan row carries the defaults; a subscription's ``overrides`` carries per-customer values (an Enterprise deal,
-a support exception), so the effective limits are the plan's columns with the overrides laid over them. Limits
-are read per request, never cached across requests: an upgrade applies to the very next enqueue.
+a support exception), so the effective limits are the plan's columns with the overrides laid over them; an
+expired subscription has the Trial plan's limits. Limits are read per request, never cached across requests: an
+upgrade applies to the very next enqueue.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from invokeai_saas.db.tables import plans, subscriptions
 
 ModelAccess = Literal["sd_only", "flux_included", "full"]
+
+# Whose limits an expired subscription gets.
+FREE_TIER_PLAN_ID = "trial"
 
 
 class PlanLimits(BaseModel):
@@ -89,27 +93,42 @@ class PlanService:
     def subscription(self, user_id: str) -> Subscription | None:
         """The user's current subscription with its effective limits (None only for a user that does not exist)."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    plans,
-                    subscriptions.c.user_id,
-                    subscriptions.c.status,
-                    subscriptions.c.period_start,
-                    subscriptions.c.period_end,
-                    subscriptions.c.overrides,
-                )
-                .join(subscriptions, subscriptions.c.plan_id == plans.c.plan_id)
-                .where(subscriptions.c.user_id == user_id)
-            ).first()
+            return self.subscription_in(conn, user_id)
+
+    @staticmethod
+    def subscription_in(conn: Connection, user_id: str) -> Subscription | None:
+        """``subscription`` on the caller's connection: inside a transaction that holds locks (the enqueue's), a
+        second pooled connection could wait on the very pool its holder needs.
+
+        An ``expired`` subscription (a trial that ended, a paid plan whose payment never came) keeps its plan for
+        display, but its limits are the Trial plan's: what a lapsed account may do is the free tier, not what it
+        no longer pays for. Credits it bought still spend within those limits."""
+        row = conn.execute(
+            select(
+                plans,
+                subscriptions.c.user_id,
+                subscriptions.c.status,
+                subscriptions.c.period_start,
+                subscriptions.c.period_end,
+                subscriptions.c.overrides,
+            )
+            .join(subscriptions, subscriptions.c.plan_id == plans.c.plan_id)
+            .where(subscriptions.c.user_id == user_id)
+        ).first()
         if row is None:
             return None
         plan = _plan(row)
-        overrides = {k: v for k, v in dict(row.overrides or {}).items() if k in _LIMIT_FIELDS}
+        if row.status == "expired":
+            free = conn.execute(select(plans).where(plans.c.plan_id == FREE_TIER_PLAN_ID)).first()
+            limits = _plan(free).limits if free is not None else plan.limits
+        else:
+            overrides = {k: v for k, v in dict(row.overrides or {}).items() if k in _LIMIT_FIELDS}
+            limits = PlanLimits(**{**plan.limits.model_dump(), **overrides})
         return Subscription(
             user_id=row.user_id,
             plan=plan,
             status=row.status,
             period_start=row.period_start,
             period_end=row.period_end,
-            limits=PlanLimits(**{**plan.limits.model_dump(), **overrides}),
+            limits=limits,
         )

@@ -81,12 +81,21 @@ class CreditHoldGuard:
         self._ledger.hold_in(conn, user_id, [(int(row.item_id), cost)])
 
     def _subscription(self, conn: Connection, user_id: str) -> Subscription:
-        subscription = self._plans.subscription(user_id)
+        """The user's subscription, read on the enqueue's own connection, rolled first if its period is over (in a
+        savepoint: a roll that fails, e.g. on a malformed override, is logged and left to the pass, and the enqueue
+        goes on with the balance as it is)."""
+        subscription = self._plans.subscription_in(conn, user_id)
         if subscription is None:
             raise PlanLimitExceeded(403, "Your account has no plan.")
-        if subscription.period_end is not None and subscription.period_end <= datetime.now(UTC):
-            self._periods.roll_in(conn, user_id)
-        return subscription
+        if subscription.period_end is None or subscription.period_end > datetime.now(UTC):
+            return subscription
+        try:
+            with conn.begin_nested():
+                self._periods.roll_in(conn, user_id)
+        except Exception:
+            logger.exception(f"Could not renew the subscription of user {user_id} at enqueue")
+        # Re-read: a roll may have expired the subscription (a Trial that ended), which changes its limits.
+        return self._plans.subscription_in(conn, user_id) or subscription
 
 
 class SessionCharger:

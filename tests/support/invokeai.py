@@ -45,3 +45,14 @@ def add_graph_batch(a: int = 2, b: int = 3) -> dict[str, Any]:
             "runs": 1,
         },
     }
+
+
+def upload_image(base_url: str, headers: dict[str, str], data: bytes) -> httpx.Response:
+    """Stock's image upload route, as the studio calls it for a user image."""
+    return httpx.post(
+        f"{base_url}/api/v1/images/upload",
+        params={"image_category": "user", "is_intermediate": "false"},
+        files={"file": ("upload.png", data, "image/png")},
+        headers=headers,
+        timeout=60,
+    )

@@ -7,8 +7,11 @@ With ``credits_enforced`` (the default), ``saas_swap_services`` makes generation
 (``invokeai_saas/credits/settlement.py``): the session queue holds each new item's estimated cost in the transaction
 that inserts it after checking the plan's limits (``invokeai_saas/credits/limits.py``), and in every process that
 runs graphs (a worker, or an API process without SQS) stock's runner gets the callbacks that measure GPU time and
-settle it; ``saas_route_overrides`` answers a refused enqueue with 402 (403/429 for plan limits), and
-``saas_configure_app`` does the same for any other stock route that meets a refusal (retry). Runs after the postgres
+settle it, and check each node against the plan as it runs (``invokeai_saas/credits/run_limits.py``);
+``saas_route_overrides`` answers a refused enqueue with 402 (403/429 for plan limits) and shows each user only the
+models of their plan (``invokeai_saas/credits/models_route.py``), and ``saas_configure_app`` answers any other
+stock route that meets a refusal (retry) the same way and guards the workflow and upload routes
+(``invokeai_saas/credits/access.py``). Runs after the postgres
 and sqs plugins, whose queue and processor it extends. Every API process also releases, every
 ``RELEASE_INTERVAL_SECONDS``, the holds of items that ended without a settlement.
 
@@ -53,6 +56,7 @@ def saas_swap_services(
     from invokeai_saas.credits.ledger import CreditLedger
     from invokeai_saas.credits.periods import SubscriptionPeriods
     from invokeai_saas.credits.plans import PlanService
+    from invokeai_saas.credits.run_limits import RunLimits
     from invokeai_saas.credits.settlement import CreditHoldGuard, SessionCharger
     from invokeai_saas.db.engine import get_engine
     from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
@@ -65,11 +69,14 @@ def saas_swap_services(
         queue.add_enqueue_guard(CreditHoldGuard(ledger, plans, estimator, SubscriptionPeriods(engine, ledger)))
     if isinstance(services.get("session_processor"), DefaultSessionProcessor):
         # This process runs graphs: stock's processor with a runner that also measures and charges them.
+        # It also checks each node against the plan on the values it really got (invokeai_saas/credits/run_limits.py).
         charger = SessionCharger(ledger, plans, estimator)
+        run_limits = RunLimits(engine, plans, estimator)
         services["session_processor"] = DefaultSessionProcessor(
             session_runner=DefaultSessionRunner(
-                on_before_run_session_callbacks=[charger.on_before_run_session],
-                on_after_run_session_callbacks=[charger.on_after_run_session],
+                on_before_run_session_callbacks=[charger.on_before_run_session, run_limits.on_before_run_session],
+                on_before_run_node_callbacks=[run_limits.on_before_run_node],
+                on_after_run_session_callbacks=[run_limits.on_after_run_session, charger.on_after_run_session],
             )
         )
     logger.info("saas mode: generation is metered in credits")

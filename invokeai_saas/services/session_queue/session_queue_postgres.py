@@ -1345,7 +1345,14 @@ class PostgresSessionQueue(SessionQueueBase):
                 retried_user_ids.append(root_queue_item.user_id)
                 retried_item_ids_by_user.setdefault(root_queue_item.user_id, []).append(root_item_id)
                 values_to_insert.append(self._retry_values(root_queue_item))
-                retried_batches.append(Batch(batch_id=root_queue_item.batch_id, graph=root_queue_item.session.graph))
+                # The guards see what is enqueued again: the graph, and the workflow it was built in (if any).
+                retried_batches.append(
+                    Batch(
+                        batch_id=root_queue_item.batch_id,
+                        graph=root_queue_item.session.graph,
+                        workflow=root_queue_item.workflow,
+                    )
+                )
                 if len(values_to_insert) >= max_new_queue_items:
                     break
             inserted = self._insert_values(conn, values_to_insert)
