@@ -3,6 +3,9 @@
 editor, a full storage quota) while answering everyone else exactly as stock does. Checked on 6.14.2 with
 FastAPI 0.141.
 
+A *filter* passes what a stock route's handler returned through a function before it is serialised (e.g. to take
+a field out of every answer), wrapping the endpoint with its signature kept, so the schema stays stock's too.
+
 A guard is a FastAPI dependency callable: it may declare stock's auth dependencies, ``Request`` and the like, and
 it lets the request through by returning or refuses it by raising ``HTTPException``. Each guarded route is
 rebuilt as a ``GuardedAPIRoute`` from the constructor arguments read back from the stock route object, so no stock
@@ -19,6 +22,7 @@ rename cannot leave a route silently unguarded.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +51,40 @@ class RouteGuard:
     path: str
     methods: frozenset[str]
     guard: Guard
+
+
+@dataclass(frozen=True)
+class RouteFilter:
+    """Pass what the stock route at ``path`` answering ``methods`` returns through ``transform`` before it is
+    serialised (the value the handler returned, e.g. a ``SessionQueueItem``, a list of them, or None)."""
+
+    path: str
+    methods: frozenset[str]
+    transform: Callable[[Any], Any]
+
+
+def _filtered(endpoint: Callable[..., Any], transforms: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
+    """``endpoint`` with its result passed through ``transforms``. The wrapper keeps the endpoint's kind (sync or
+    async) and, through ``functools.wraps``, its signature: FastAPI reads both through ``__wrapped__``."""
+
+    def transform(result: Any) -> Any:
+        for each in transforms:
+            result = each(result)
+        return result
+
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def filtered_async(*args: Any, **kwargs: Any) -> Any:
+            return transform(await endpoint(*args, **kwargs))
+
+        return filtered_async
+
+    @functools.wraps(endpoint)
+    def filtered(*args: Any, **kwargs: Any) -> Any:
+        return transform(endpoint(*args, **kwargs))
+
+    return filtered
 
 
 class GuardedAPIRoute(APIRoute):
@@ -98,31 +136,34 @@ def _stock_routers(app: FastAPI) -> list[APIRouter]:
     return [e.original_router for e in app.router.routes if isinstance(getattr(e, "original_router", None), APIRouter)]
 
 
-def _rebuild(route: APIRoute, guards: Sequence[Guard]) -> GuardedAPIRoute:
+def _rebuild(route: APIRoute, guards: Sequence[Guard], transforms: Sequence[Callable[[Any], Any]]) -> GuardedAPIRoute:
     missing = [name for name in _REBUILT_FROM_ROUTE if not hasattr(route, name)]
     if missing:
         raise UnmatchedRouteGuard(f"cannot rebuild {route.path}: the route has no {', '.join(missing)}")
     kwargs = {name: getattr(route, name) for name in _REBUILT_FROM_ROUTE if name not in ("path", "endpoint")}
     earlier = route.guards if isinstance(route, GuardedAPIRoute) else ()
-    return GuardedAPIRoute(route.path, route.endpoint, guards=[*earlier, *guards], **kwargs)
+    endpoint = _filtered(route.endpoint, transforms) if transforms else route.endpoint
+    return GuardedAPIRoute(route.path, endpoint, guards=[*earlier, *guards], **kwargs)
 
 
-def apply(app: FastAPI, guards: Iterable[RouteGuard]) -> None:
-    """Guard the stock routes the targets name; call before the first request (after route overrides, so an
-    overridden route is guarded too)."""
-    wanted: dict[tuple[str, frozenset[str]], list[Guard]] = {}
+def apply(app: FastAPI, guards: Iterable[RouteGuard], filters: Iterable[RouteFilter] = ()) -> None:
+    """Guard (and filter the answers of) the stock routes the targets name; call before the first request (after
+    route overrides, so an overridden route is guarded too)."""
+    wanted: dict[tuple[str, frozenset[str]], tuple[list[Guard], list[Callable[[Any], Any]]]] = {}
     for target in guards:
-        wanted.setdefault(_key(target.path, target.methods), []).append(target.guard)
-    guarded: set[tuple[str, frozenset[str]]] = set()
+        wanted.setdefault(_key(target.path, target.methods), ([], []))[0].append(target.guard)
+    for each in filters:
+        wanted.setdefault(_key(each.path, each.methods), ([], []))[1].append(each.transform)
+    done: set[tuple[str, frozenset[str]]] = set()
     for stock_router in _stock_routers(app):
         for index, route in enumerate(stock_router.routes):
             if not isinstance(route, APIRoute):
                 continue
             key = _key(route.path, route.methods or ())
             if key in wanted:
-                stock_router.routes[index] = _rebuild(route, wanted[key])
-                guarded.add(key)
-    missing = set(wanted) - guarded
+                stock_router.routes[index] = _rebuild(route, *wanted[key])
+                done.add(key)
+    missing = set(wanted) - done
     if missing:
         names = sorted(f"{' '.join(sorted(methods))} {path}" for path, methods in missing)
         raise UnmatchedRouteGuard(f"no stock route to guard for {names}")
