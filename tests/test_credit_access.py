@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import time
 import uuid
-from typing import Any
 
 import httpx
 import pytest
@@ -21,25 +20,9 @@ from invokeai_saas.credits.limits import BYTES_PER_GB, PlanLimitExceeded, storag
 from invokeai_saas.credits.plans import PlanService, Subscription
 from invokeai_saas.devstack.web import InvokeAIWebServer
 from tests.support.credits import saas_user, set_plan
-from tests.support.invokeai import add_graph_batch, upload_image
+from tests.support.invokeai import add_graph_batch, empty_workflow, upload_image
 
 PLANS = "/api/v1/saas/plans"
-
-
-def _workflow(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "author": "",
-        "description": "",
-        "version": "1.0.0",
-        "contact": "",
-        "tags": "",
-        "notes": "",
-        "exposedFields": [],
-        "meta": {"version": "3.0.0", "category": "user"},
-        "nodes": [],
-        "edges": [],
-    }
 
 
 def _count(engine: Engine, table: str, user_id: str) -> int:
@@ -66,13 +49,13 @@ def test_a_plan_without_the_node_editor_cannot_use_workflows(saas_web: InvokeAIW
 
     # Trial: the editor's reads and writes are refused, and nothing is created.
     _refused(httpx.get(f"{base}/", headers=trial, timeout=30), *editor)
-    _refused(httpx.post(f"{base}/", json={"workflow": _workflow("nope")}, headers=trial, timeout=30), *editor)
+    _refused(httpx.post(f"{base}/", json={"workflow": empty_workflow("nope")}, headers=trial, timeout=30), *editor)
     _refused(httpx.get(f"{base}/tags", headers=trial, timeout=30), *editor)
     _refused(httpx.get(f"{base}/counts_by_category", params={"categories": "user"}, headers=trial), *editor)
     assert _count(saas_db, "workflow_library", trial_id) == 0
 
     # Starter: create, read and list their own workflow.
-    created = httpx.post(f"{base}/", json={"workflow": _workflow("mine")}, headers=owner, timeout=30)
+    created = httpx.post(f"{base}/", json={"workflow": empty_workflow("mine")}, headers=owner, timeout=30)
     assert created.status_code == 200, created.text
     workflow_id = created.json()["workflow_id"]
     got = httpx.get(f"{base}/i/{workflow_id}", headers=owner, timeout=30)
@@ -84,7 +67,7 @@ def test_a_plan_without_the_node_editor_cannot_use_workflows(saas_web: InvokeAIW
     assert httpx.get(f"{base}/i/{workflow_id}", headers=other, timeout=30).status_code == 403
     theirs = httpx.get(f"{base}/", params={"categories": "user"}, headers=other, timeout=30).json()
     assert theirs["items"] == []
-    change = {"workflow": {**_workflow("hijacked"), "id": workflow_id}}
+    change = {"workflow": {**empty_workflow("hijacked"), "id": workflow_id}}
     assert httpx.patch(f"{base}/i/{workflow_id}", json=change, headers=other, timeout=30).status_code == 403
     assert httpx.delete(f"{base}/i/{workflow_id}", headers=other, timeout=30).status_code == 403
     # The plan comes first for a Trial user, whoever owns the workflow.
@@ -93,7 +76,7 @@ def test_a_plan_without_the_node_editor_cannot_use_workflows(saas_web: InvokeAIW
     # Moved to Trial, the owner can no longer open or update it, but can still delete it.
     set_plan(saas_db, owner_id, "trial")
     _refused(httpx.get(f"{base}/i/{workflow_id}", headers=owner, timeout=30), *editor)
-    change = {"workflow": {**_workflow("renamed"), "id": workflow_id}}
+    change = {"workflow": {**empty_workflow("renamed"), "id": workflow_id}}
     _refused(httpx.patch(f"{base}/i/{workflow_id}", json=change, headers=owner, timeout=30), *editor)
     with saas_db.connect() as conn:
         name = conn.execute(text("SELECT name FROM workflow_library WHERE workflow_id = :w"), {"w": workflow_id})
@@ -111,7 +94,7 @@ def test_a_batch_built_in_the_editor_needs_the_node_editor(saas_web: InvokeAIWeb
     starter_id, starter = saas_user(saas_web, "wf-run-starter")
     set_plan(saas_db, starter_id, "starter")
     from_editor = add_graph_batch()
-    from_editor["batch"]["workflow"] = _workflow("run me")
+    from_editor["batch"]["workflow"] = empty_workflow("run me")
 
     _refused(httpx.post(url, json=from_editor, headers=trial, timeout=60), "Trial", "node editor")
     assert _count(saas_db, "session_queue", trial_id) == 0
@@ -127,7 +110,7 @@ def test_retrying_an_editor_batch_after_a_downgrade_needs_the_node_editor(
     user_id, headers = saas_user(saas_web, "wf-retry")
     set_plan(saas_db, user_id, "starter")
     from_editor = add_graph_batch(a=int(uuid.uuid4().int % 10_000))
-    from_editor["batch"]["workflow"] = _workflow("retry me")
+    from_editor["batch"]["workflow"] = empty_workflow("retry me")
     enqueued = httpx.post(f"{queue}/enqueue_batch", json=from_editor, headers=headers, timeout=60)
     assert enqueued.status_code == 200, enqueued.text
     item_id = enqueued.json()["item_ids"][0]
@@ -225,7 +208,7 @@ def _subscription(plans: PlanService, plan_id: str) -> Subscription:
 
 def test_enforce_node_editor_refuses_only_editor_batches_on_plans_without_it(plans: PlanService) -> None:
     graph_only = Batch.model_validate(add_graph_batch()["batch"])
-    from_editor = Batch.model_validate({**add_graph_batch()["batch"], "workflow": _workflow("w")})
+    from_editor = Batch.model_validate({**add_graph_batch()["batch"], "workflow": empty_workflow("w")})
     trial = _subscription(plans, "trial")
     enforce_node_editor(trial, graph_only)
     with pytest.raises(PlanLimitExceeded) as refused:

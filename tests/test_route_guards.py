@@ -5,10 +5,6 @@ and a target without a stock route is refused."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,9 +16,7 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from invokeai_saas.patches.api_app_route_guards import GuardedAPIRoute, RouteGuard, UnmatchedRouteGuard, apply
-from tests.support.invokeai import TEST_ENV
-
-REPO = Path(__file__).parent.parent
+from tests.support.invokeai import run_marked_python
 
 
 class Thing(BaseModel):
@@ -223,18 +217,7 @@ def test_stock_invokeai_keeps_its_schema_and_every_workflow_route_has_a_decision
     OpenAPI schema as it was, and each stock workflow route is either guarded or deliberately open."""
     from invokeai_saas.credits.access import NODE_EDITOR_ROUTES, OPEN_WORKFLOW_ROUTES
 
-    env = {**os.environ, **TEST_ENV, "PYTHONPATH": str(REPO)}
-    r = subprocess.run(
-        [sys.executable, "-c", STOCK_SCRIPT, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=REPO,
-    )
-    lines = [line for line in r.stdout.splitlines() if line.startswith("RESULT ")]
-    assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-3000:]
-    result: dict[str, Any] = json.loads(lines[-1].split(" ", 1)[1])
+    result: dict[str, Any] = run_marked_python(["-c", STOCK_SCRIPT, str(tmp_path)], "RESULT", timeout=300)
     assert result["same"] is True
     decided = sorted([m, p] for m, p in NODE_EDITOR_ROUTES + OPEN_WORKFLOW_ROUTES)
     assert result["workflow_routes"] == decided

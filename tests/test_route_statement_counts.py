@@ -3,20 +3,12 @@ a real InvokeAI app in saas mode on PostgreSQL (all routers and services real; s
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from invokeai_saas.config import write_settings
 from invokeai_saas.devstack import PostgresServer
 from tests.support.databases import fresh_database
-from tests.support.invokeai import TEST_ENV
-
-REPO = Path(__file__).parent.parent
+from tests.support.invokeai import run_marked_python
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +20,10 @@ def counts(
         write_settings(
             root / "saas.yaml", {"enabled": True, "database_url": engine.url.render_as_string(hide_password=False)}
         )
-        env = {**os.environ, **TEST_ENV, "PYTHONPATH": str(REPO)}
-        r = subprocess.run(
-            [sys.executable, "-m", "tests.support.route_sql_counts", str(root)],
-            capture_output=True,
-            text=True,
-            timeout=400,
-            env=env,
-            cwd=REPO,
+        counts: dict[str, list[int]] = run_marked_python(
+            ["-m", "tests.support.route_sql_counts", str(root)], "ROUTE_SQL_COUNTS", timeout=400
         )
-    lines = [line for line in r.stdout.splitlines() if line.startswith("ROUTE_SQL_COUNTS ")]
-    assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-3000:]
-    return json.loads(lines[-1].split(" ", 1)[1])
+    return counts
 
 
 @pytest.mark.parametrize("route", ["images", "images_by_names", "boards", "videos", "workflows", "queue_items"])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 SUPPORT_DIR = Path(__file__).parent
+REPO = SUPPORT_DIR.parent.parent
 ENTRY_POINT_PLUGIN_DIR = SUPPORT_DIR / "entry_point_plugin"
 
 ADMIN_EMAIL = "admin@example.com"
@@ -56,3 +61,30 @@ def upload_image(base_url: str, headers: dict[str, str], data: bytes) -> httpx.R
         headers=headers,
         timeout=60,
     )
+
+
+def run_marked_python(args: list[str], marker: str, timeout: float) -> Any:
+    """Run ``python ARGS`` from the repository in a fresh process (a stock app, imported from scratch) and return
+    the JSON after the last line starting with ``marker``; fails with the process's output if there is none."""
+    env = {**os.environ, **TEST_ENV, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    lines = [line for line in r.stdout.splitlines() if line.startswith(f"{marker} ")]
+    assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-3000:]
+    return json.loads(lines[-1].split(" ", 1)[1])
+
+
+def empty_workflow(name: str) -> dict[str, Any]:
+    """A stock workflow document with no nodes: what the studio saves, minimal."""
+    return {
+        "name": name,
+        "author": "",
+        "description": "",
+        "version": "1.0.0",
+        "contact": "",
+        "tags": "",
+        "notes": "",
+        "exposedFields": [],
+        "meta": {"version": "3.0.0", "category": "user"},
+        "nodes": [],
+        "edges": [],
+    }
