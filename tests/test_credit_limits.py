@@ -115,34 +115,57 @@ def test_a_full_storage_quota_refuses_new_generations(saas_web: InvokeAIWebServe
     assert _enqueue(saas_web, headers, add_graph_batch()).status_code == 200
 
 
-def test_a_size_the_enqueue_cannot_read_is_refused_where_the_node_runs(
-    saas_web: InvokeAIWebServer, engine: Engine
-) -> None:
-    """A width that arrives through an edge is only known when the node runs: the worker's runner checks each node
-    on the values it got, fails the item with the plan's message, and charges nothing."""
-    user_id, headers = _user(saas_web, "edge-width")
-    nodes = {
-        "size": {"id": "size", "type": "integer", "value": 2048},
-        "noise": {"id": "noise", "type": "noise", "seed": 7, "width": 512, "height": 512},
-    }
-    edges = [{"source": {"node_id": "size", "field": "value"}, "destination": {"node_id": "noise", "field": "width"}}]
-    body = {"prepend": False, "batch": {"graph": {"id": "g", "nodes": nodes, "edges": edges}, "runs": 1}}
-    accepted = _enqueue(saas_web, headers, body)
-    assert accepted.status_code == 200, accepted.text  # the literal sizes are within Trial's 1024
-    item_id = accepted.json()["item_ids"][0]
+def _finished(web: InvokeAIWebServer, headers: dict[str, str], item_id: int) -> dict[str, Any]:
     deadline = time.monotonic() + 120
-    while (item := _item(saas_web, headers, item_id))["status"] not in ("completed", "failed", "canceled"):
+    while (item := _item(web, headers, item_id))["status"] not in ("completed", "failed", "canceled"):
         assert time.monotonic() < deadline, item
         time.sleep(0.2)
+    return item
+
+
+def _sized_by_an_edge(node_type: str, size: int) -> dict[str, Any]:
+    nodes = {
+        "size": {"id": "size", "type": "integer", "value": size},
+        "gen": {"id": "gen", "type": node_type, "width": 512, "height": 512},
+    }
+    edges = [{"source": {"node_id": "size", "field": "value"}, "destination": {"node_id": "gen", "field": "width"}}]
+    return {"prepend": False, "batch": {"graph": {"id": "g", "nodes": nodes, "edges": edges}, "runs": 1}}
+
+
+def test_a_denoiser_size_the_enqueue_cannot_read_is_refused_where_it_runs(
+    saas_web: InvokeAIWebServer, engine: Engine
+) -> None:
+    """A width that reaches a denoiser through an edge is only known when the node runs: the worker's runner checks
+    each node on the values it got, fails the item with the plan's message, and charges the seconds it ran."""
+    user_id, headers = _user(saas_web, "edge-width")
+    accepted = _enqueue(saas_web, headers, _sized_by_an_edge("saas_test_denoise", 2048))
+    assert accepted.status_code == 200, accepted.text  # the literal sizes are within Trial's 1024
+    item_id = accepted.json()["item_ids"][0]
+    item = _finished(saas_web, headers, item_id)
     assert item["status"] == "failed" and item["error_type"] == "PlanLimitExceeded", item
     assert "Your plan (Trial) allows images up to 1024 pixels" in item["error_message"]
     assert "asks for 2048" in item["error_message"]
     ledger = CreditLedger(engine)
     deadline = time.monotonic() + 30
-    while (balance := ledger.balance(user_id)).held:  # the failed item's hold is released, nothing is charged
+    while (balance := ledger.balance(user_id)).held:  # settled from the seconds it ran, not released
         assert time.monotonic() < deadline, balance
         time.sleep(0.2)
-    assert balance.available == 500
+    with engine.connect() as conn:
+        charged = conn.execute(text("SELECT credits FROM credit_usage WHERE item_id = :i"), {"i": item_id}).scalar()
+    assert charged is not None and charged >= 1 and balance.available == 500 - charged
+
+
+def test_sizes_that_are_not_generation_sizes_are_not_limited(saas_web: InvokeAIWebServer, engine: Engine) -> None:
+    """A resize, crop or ideal-size node's size is not what is generated, and a noise size reached through an edge
+    is how stock's Upscaling tab sizes tiled MultiDiffusion over an upscaled image: neither is refused."""
+    _, headers = _user(saas_web, "not-generation")
+    resize = {"resize": {"id": "resize", "type": "img_resize", "image": {"image_name": "none.png"}, "width": 4096,
+                         "height": 4096}}  # fmt: skip
+    assert _enqueue(saas_web, headers, _graph_batch(resize)).status_code == 200
+    upscale_sized = _enqueue(saas_web, headers, _sized_by_an_edge("noise", 2048))
+    assert upscale_sized.status_code == 200, upscale_sized.text
+    item = _finished(saas_web, headers, upscale_sized.json()["item_ids"][0])
+    assert item["status"] == "completed", item
 
 
 def test_a_size_in_batch_data_counts_even_as_text(saas_web: InvokeAIWebServer, engine: Engine) -> None:

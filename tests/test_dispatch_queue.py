@@ -355,3 +355,21 @@ def test_the_plan_sets_the_tier_and_the_running_cap(d: Deployment) -> None:
     )
     _start(fourth, d.events)
     assert fourth.dequeue() is None  # bob at 2, alice at 1: everything pending is capped
+
+
+def test_an_expired_subscription_schedules_with_the_free_tiers_limits(d: Deployment) -> None:
+    """An expired Pro keeps its plan row but not its priority (1) or two jobs at once: Trial's 0 and 1 apply."""
+    d.sql("UPDATE subscriptions SET plan_id = 'pro', status = 'expired' WHERE user_id = 'bob'")
+    with d.engine.connect() as conn:
+        assert d.api.tier_of_users(conn, {"bob"}) == {"bob": 0}
+    first, second = d.enqueue("bob", 2)
+    w0, w1 = d.workers
+    claimed = w0.dequeue()
+    assert claimed is not None and claimed.item_id == first
+    assert w1.dequeue() is None  # Trial's one job at once
+    d.sql("UPDATE subscriptions SET status = 'active' WHERE user_id = 'bob'")
+    with d.engine.connect() as conn:
+        assert d.api.tier_of_users(conn, {"bob"}) == {"bob": 1}
+    d.api.reap()  # hands out the message parked at the cap
+    again = w1.dequeue()
+    assert again is not None and again.item_id == second  # Pro's two jobs at once

@@ -24,13 +24,13 @@ Q = "default"
 
 
 def _failing_batch() -> dict[str, Any]:
-    """A graph that fails where it runs: a size over Trial's 1024 pixels reaches the noise node through an edge, so
-    the worker's plan check refuses the node (any node failure would do; this one needs no special node)."""
+    """A graph that fails where it runs: a size over Trial's 1024 pixels reaches a denoiser through an edge, so the
+    worker's plan check refuses the node (any node failure would do; this one needs no model weights)."""
     nodes = {
-        "size": {"id": "size", "type": "integer", "value": 2048},
-        "noise": {"id": "noise", "type": "noise", "seed": uuid.uuid4().int % 10_000, "width": 512, "height": 512},
+        "size": {"id": "size", "type": "integer", "value": 2048 + uuid.uuid4().int % 100},
+        "gen": {"id": "gen", "type": "saas_test_denoise", "width": 512, "height": 512},
     }
-    edges = [{"source": {"node_id": "size", "field": "value"}, "destination": {"node_id": "noise", "field": "width"}}]
+    edges = [{"source": {"node_id": "size", "field": "value"}, "destination": {"node_id": "gen", "field": "width"}}]
     return {"prepend": False, "batch": {"graph": {"id": "g", "nodes": nodes, "edges": edges}, "runs": 1}}
 
 

@@ -130,7 +130,7 @@ async def create_my_api_key(
 )
 async def revoke_my_api_key(
     user: SignedInUser,
-    key_id: str = Path(max_length=64),
+    key_id: str = Path(pattern=r"^[0-9a-f]{32}$", description="The key's id, as the list gives it"),
 ) -> None:
     """Revoke one of the caller's API keys: it stops working at once."""
     if not await asyncio.to_thread(_keys().revoke, user.user_id, key_id):

@@ -7,8 +7,8 @@ are neither refused for credits they have nor left with debt. The model, per que
 
 - a denoising node is any node with a ``steps`` (or ``num_steps``) input: stock's SD, SDXL, SD3, FLUX, CogView,
   Z-Image... denoisers all have one; ``denoising_start``/``denoising_end`` shrink the steps actually run;
-- width and height come from the denoising node when it has them, else from the graph's largest ``width`` and
-  ``height`` inputs (the noise node), else 512;
+- width and height come from the denoising node when it has them, else from the largest ``width`` and ``height``
+  of the graph's generation nodes (denoisers and ``noise``; a resize or crop is not a generation size), else 512;
 - the model base comes from the graph's main model (``sd-1``, ``sdxl``, ``flux``...);
 - ``model_bases`` and ``model_keys`` name every model the graph's nodes identify, main or not (LoRAs, ControlNets,
   VAEs, encoders; also identifiers nested in field values such as a LoRA list or a UNet field): the plan's model
@@ -61,13 +61,27 @@ def _field(node: Any, name: str) -> Any:
     return getattr(node, name, None)
 
 
-def _batch_values(batch: Batch | None, name: str) -> list[Any]:
+def _batch_values(batch: Batch | None, name: str, node_ids: set[str] | None = None) -> list[Any]:
+    """The values batch data gives field ``name`` (of the nodes ``node_ids`` only, when given)."""
     values: list[Any] = []
     for group in (batch.data if batch is not None else None) or []:
         for datum in group:
-            if datum.field_name == name:
+            if datum.field_name == name and (node_ids is None or datum.node_path in node_ids):
                 values.extend(datum.items)
     return values
+
+
+def is_denoiser(node: Any) -> bool:
+    """A node that denoises: it has ``steps`` (or ``num_steps``); stock's SD, SDXL, SD3, FLUX... denoisers all do."""
+    fields = type(node).model_fields
+    return "steps" in fields or "num_steps" in fields
+
+
+def is_generation_node(node: Any) -> bool:
+    """A node whose ``width``/``height`` is the size of what is generated: a denoiser, or ``noise`` (the latents an
+    SD 1.x/SDXL denoiser starts from). Other nodes' sizes (resize, crop, ideal size, metadata, video dimension
+    helpers) are not generation sizes."""
+    return getattr(node, "type", None) == "noise" or is_denoiser(node)
 
 
 def enum_value(enum_or_str: Any) -> str:
@@ -116,8 +130,10 @@ class CreditEstimator:
     def estimate_nodes(self, nodes: Sequence[Any], batch: Batch | None = None) -> CostEstimate:
         """The estimate of ``nodes`` (a graph's, or one node as it is about to run) and ``batch``'s data, if any."""
         base = self._model_base(nodes)
-        widths = _ints([_field(n, "width") for n in nodes] + _batch_values(batch, "width"))
-        heights = _ints([_field(n, "height") for n in nodes] + _batch_values(batch, "height"))
+        generation = [n for n in nodes if is_generation_node(n)]
+        ids = {str(n.id) for n in generation}
+        widths = _ints([_field(n, "width") for n in generation] + _batch_values(batch, "width", ids))
+        heights = _ints([_field(n, "height") for n in generation] + _batch_values(batch, "height", ids))
         batch_steps = _ints(_batch_values(batch, "steps") + _batch_values(batch, "num_steps"))
         per_step = self._step_seconds.get(base or DEFAULT_BASE, self._step_seconds.get(DEFAULT_BASE, 0.2))
         seconds = self._overhead

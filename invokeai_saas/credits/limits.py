@@ -6,7 +6,8 @@ enqueues cannot both slip under the queue-size limit. Each refusal is a ``PlanLi
 the enqueue route answers:
 
 - batch size (items in one enqueue) above ``max_batch_size``: 403;
-- a width or height above ``max_resolution``: 403;
+- a generation width or height above ``max_resolution``: 403 (the sizes of denoisers and ``noise``, literal or from
+  batch data; see ``invokeai_saas.credits.estimate.is_generation_node``);
 - any model the graph uses (main, LoRA, ControlNet, VAE...: ``CostEstimate.model_bases``/``model_keys``) whose
   base is outside the plan's ``model_access`` (``sd_only``: SD 1.x, 2.x and SDXL; ``flux_included``: those and
   FLUX; ``full``: any): 403. Models of base ``any`` (encoders shared by several families) are in every plan.
@@ -123,9 +124,8 @@ def enforce_model_access(conn: Connection, subscription: Subscription, estimate:
         )
 
 
-def enforce_graph_limits(conn: Connection, subscription: Subscription, estimate: CostEstimate) -> None:
-    """Refuse (403) a graph larger than the plan's resolution or using a model outside it: what any graph run for
-    the user must respect, an enqueued batch's or a workflow-call child's."""
+def enforce_resolution(subscription: Subscription, estimate: CostEstimate) -> None:
+    """Refuse (403) a generation larger than the plan's ``max_resolution`` (the estimate's generation size)."""
     limits = subscription.limits
     largest = max(estimate.width, estimate.height)
     if largest > limits.max_resolution:
@@ -134,6 +134,12 @@ def enforce_graph_limits(conn: Connection, subscription: Subscription, estimate:
             f"{plan_label(subscription)} allows images up to {limits.max_resolution} pixels wide or high; "
             f"this asks for {largest}. {UPGRADE}",
         )
+
+
+def enforce_graph_limits(conn: Connection, subscription: Subscription, estimate: CostEstimate) -> None:
+    """Refuse (403) a graph larger than the plan's resolution or using a model outside it: what any graph run for
+    the user must respect, an enqueued batch's or a workflow-call child's."""
+    enforce_resolution(subscription, estimate)
     enforce_model_access(conn, subscription, estimate)
 
 

@@ -52,6 +52,8 @@ ROLL_BATCH_SIZE = 1000
 """Most subscriptions one pass handles (the earliest boundaries first); the next pass takes the rest."""
 
 RENEWING_STATUSES = ("active", "trialing")
+# Every status a period's end changes (renewed, or ended: a trial, a canceled plan); others are billing's.
+ROLLED_STATUSES = (*RENEWING_STATUSES, "canceled")
 """Statuses whose monthly plan is renewed at the boundary."""
 
 

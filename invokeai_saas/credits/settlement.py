@@ -8,7 +8,9 @@
 - ``SessionCharger`` is a pair of stock ``DefaultSessionRunner`` callbacks, so it measures where the graph runs
   (a worker, or the API process without SQS): the seconds between the session starting and ending on its device,
   summed over the segments of a workflow-call parent. A completed item, or one canceled while running, is charged
-  those seconds (rounded up, × the plan's multiplier); a failed item is charged nothing and its hold released.
+  those seconds (rounded up, × the plan's multiplier); a failed item is charged nothing and its hold released,
+  unless it failed because a node was outside the plan (``invokeai_saas.credits.run_limits``): the work it did
+  before the refusal is charged, or a graph could keep a generation and refuse itself afterwards to run free.
   The ledger settles each item once, so a duplicate run or delivery never charges twice.
 - ``release_unsettled`` is the backstop for items that end without reaching a runner's callback: canceled or
   deleted before they started, failed by the reaper after their worker died, a worker killed mid-settlement. It
@@ -32,7 +34,7 @@ from invokeai_saas.credits.access import enforce_node_editor
 from invokeai_saas.credits.estimate import CreditEstimator
 from invokeai_saas.credits.ledger import CreditLedger, Usage, credits_for
 from invokeai_saas.credits.limits import PlanLimitExceeded, enforce_graph_limits, enforce_plan_limits
-from invokeai_saas.credits.periods import SubscriptionPeriods
+from invokeai_saas.credits.periods import ROLLED_STATUSES, SubscriptionPeriods
 from invokeai_saas.credits.plans import PlanService, Subscription
 from invokeai_saas.db.tables import credit_holds, credit_usage, session_queue
 
@@ -87,14 +89,18 @@ class CreditHoldGuard:
         subscription = self._plans.subscription_in(conn, user_id)
         if subscription is None:
             raise PlanLimitExceeded(403, "Your account has no plan.")
-        if subscription.period_end is None or subscription.period_end > datetime.now(UTC):
-            return subscription
+        ended = subscription.period_end is not None and subscription.period_end <= datetime.now(UTC)
+        if not ended or subscription.status not in ROLLED_STATUSES:
+            return subscription  # in its period, or one the roll leaves alone (expired, past due)
         try:
             with conn.begin_nested():
-                self._periods.roll_in(conn, user_id)
+                report = self._periods.roll_in(conn, user_id)
         except Exception:
             logger.exception(f"Could not renew the subscription of user {user_id} at enqueue")
-        # Re-read: a roll may have expired the subscription (a Trial that ended), which changes its limits.
+            return subscription
+        if not (report.renewed or report.expired_subscriptions):
+            return subscription
+        # Re-read: the roll moved the period on, or expired the subscription (a Trial that ended: other limits).
         return self._plans.subscription_in(conn, user_id) or subscription
 
 
@@ -131,10 +137,11 @@ class SessionCharger:
             logger.exception(f"Could not settle the credits of queue item {queue_item.item_id}")
 
     def _settle(self, queue_item: SessionQueueItem, seconds: float) -> None:
-        if queue_item.status == "failed":
+        refused = queue_item.status == "failed" and queue_item.error_type == PlanLimitExceeded.__name__
+        if queue_item.status == "failed" and not refused:
             self._ledger.release(queue_item.user_id, queue_item.item_id, "failed")
             return
-        if queue_item.status not in ("completed", "canceled"):
+        if queue_item.status not in ("completed", "canceled") and not refused:
             return  # handed back or taken over: the item runs again and is charged then
         subscription = self._plans.subscription(queue_item.user_id)
         limits = subscription.limits if subscription is not None else None

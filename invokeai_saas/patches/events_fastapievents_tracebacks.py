@@ -15,11 +15,13 @@ from invokeai.app.services.events import events_fastapievents
 
 from invokeai_saas.routes.tracebacks import without_traceback
 
+_APPLIED = "_invokeai_saas_tracebacks_applied"
+
 
 def apply() -> None:
     """Wrap the class's ``dispatch`` once per process (a second call changes nothing)."""
     cls = events_fastapievents.FastAPIEventService
-    if isinstance(vars(cls).get("dispatch"), wrapt.ObjectProxy):
+    if vars(cls).get(_APPLIED, False):
         return
 
     def dispatch(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -30,3 +32,4 @@ def apply() -> None:
         return wrapped(*args, **kwargs)
 
     wrapt.wrap_function_wrapper(cls, "dispatch", dispatch)
+    setattr(cls, _APPLIED, True)

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from invokeai.app.services.session_queue.session_queue_common import SessionQueueItem, SessionQueueItemNotFoundError
-from sqlalchemy import Connection, Engine, Integer, Row, and_, cast, delete, func, literal, select, update
+from sqlalchemy import Connection, Engine, Integer, Row, and_, case, cast, delete, func, literal, select, update
 
 from invokeai_saas.config import SaasSettings
+from invokeai_saas.credits.plans import FREE_TIER_PLAN_ID
 from invokeai_saas.db.tables import (
     dispatch_parked,
     plans,
@@ -323,9 +324,15 @@ class DispatchingSessionQueue(PostgresSessionQueue):
 
 
 def _plan_value(column: str) -> Any:
-    """A plan limit as the subscription sees it: the subscription's override, else the plan's column (to be used
-    in a query that joins ``subscriptions`` and ``plans``)."""
-    return func.coalesce(cast(subscriptions.c.overrides[column].astext, Integer), plans.c[column])
+    """A plan limit as the subscription sees it: the subscription's override, else the plan's column, and the free
+    tier's for an expired subscription, as ``PlanService.subscription_in`` has it (to be used in a query that joins
+    ``subscriptions`` and ``plans``)."""
+    free = plans.alias("free_tier")
+    free_value = select(free.c[column]).where(free.c.plan_id == FREE_TIER_PLAN_ID).scalar_subquery()
+    return case(
+        (subscriptions.c.status == "expired", free_value),
+        else_=func.coalesce(cast(subscriptions.c.overrides[column].astext, Integer), plans.c[column]),
+    )
 
 
 def running_count_exceeds(user_column: Any, default_cap: int | None) -> Any:

@@ -4,6 +4,8 @@
 - ``saas_test_sleep`` holds a worker for ``seconds`` (checking for cancellation every 20 ms, as stock's
   denoising step callback does), so tests can kill, cancel or hand back an item while it runs.
 - ``saas_test_spin`` burns ``milliseconds`` of this thread's CPU time: a graph with a known CPU cost.
+- ``saas_test_denoise`` has a denoiser's ``steps``, ``width`` and ``height`` and does no work: the plan's run-time
+  checks treat it as a generation of that size, which needs no model weights.
 """
 
 # No ``from __future__ import annotations``: InvokeAI reads ``invoke``'s return annotation as a class.
@@ -44,3 +46,22 @@ class SaasTestSpinInvocation(BaseInvocation):
         while time.thread_time() < deadline:
             loops += 1
         return IntegerOutput(value=loops)
+
+
+@invocation(
+    "saas_test_denoise",
+    title="Denoise stand-in (test)",
+    tags=["test"],
+    category="test",
+    version="1.0.0",
+    use_cache=False,
+)
+class SaasTestDenoiseInvocation(BaseInvocation):
+    """Shaped like a denoiser (steps, width, height) for the plan checks; outputs ``width``."""
+
+    steps: int = InputField(default=1, ge=1, description="Denoising steps")
+    width: int = InputField(default=512, ge=8, description="Generation width")
+    height: int = InputField(default=512, ge=8, description="Generation height")
+
+    def invoke(self, context: InvocationContext) -> IntegerOutput:
+        return IntegerOutput(value=self.width)
