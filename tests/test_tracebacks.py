@@ -45,8 +45,10 @@ def test_a_failed_items_owner_gets_the_error_but_never_the_traceback(
         item_id = enqueued.json()["item_ids"][0]
 
         def failed(events: list[tuple[str, dict[str, Any]]]) -> bool:
+            """Both events: stock fails the item (its status event) before it emits ``invocation_error``."""
             return any(n == "queue_item_status_changed" and d["item_id"] == item_id and d["status"] == "failed"
-                       for n, d in events)  # fmt: skip
+                       for n, d in events) and any(n == "invocation_error" and d["item_id"] == item_id
+                                                   for n, d in events)  # fmt: skip
 
         assert browser.wait_for(failed), browser.events
     finally:
