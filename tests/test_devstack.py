@@ -185,8 +185,11 @@ def test_every_listener_is_loopback_only(stack: LocalStack) -> None:
     assert stack.s3.pid is not None
     weed = {stack.s3.pid} | _descendants(stack.s3.pid)
     weed_ports = {int(address.rsplit(":", 1)[1]) for address, pids in mine if pids & weed}
-    # S3 plus master, volume, filer, admin with their gRPC ports; nothing else (no WebDAV, Iceberg, Lance).
-    assert weed_ports == {claim.port for claim in stack.s3.ports()}
+    # Only S3 and the ports claimed for master, volume, filer and admin with their gRPC ports; nothing else (no
+    # WebDAV, Iceberg, Lance). A claimed component may not be listening at the instant of the listing (one CI run
+    # found a claimed port absent), so the claimed set bounds what listens rather than equals it.
+    claimed = {claim.port for claim in stack.s3.ports()}
+    assert stack.s3.port in weed_ports and weed_ports <= claimed, (weed_ports, claimed)
 
 
 def test_postgres_with_psycopg_and_sqlalchemy(stack: LocalStack) -> None:
