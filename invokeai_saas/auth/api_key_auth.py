@@ -14,7 +14,7 @@ from fastapi import HTTPException, status
 from invokeai.app.services.auth.token_service import TokenData
 
 from invokeai_saas.auth.api_keys import ApiKeyService
-from invokeai_saas.credits.limits import UPGRADE, plan_label
+from invokeai_saas.credits.limits import NO_PLAN, UPGRADE, plan_label
 from invokeai_saas.credits.plans import PlanService
 
 ADMIN_KEYS_REFUSED = (
@@ -34,7 +34,7 @@ def require_api_access(plans: PlanService, user_id: str) -> None:
     one with it)."""
     subscription = plans.subscription(user_id)
     if subscription is None:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Your account has no plan.")
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=NO_PLAN)
     if not subscription.limits.api_access:
         detail = f"{plan_label(subscription)} does not include API access (API keys). {UPGRADE}"
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=detail)

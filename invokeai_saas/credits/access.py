@@ -39,7 +39,7 @@ from fastapi import HTTPException, Request
 from invokeai.app.services.session_queue.session_queue_common import Batch
 from sqlalchemy import Engine
 
-from invokeai_saas.credits.limits import UPGRADE, PlanLimitExceeded, plan_label, storage_refusal
+from invokeai_saas.credits.limits import NO_PLAN, UPGRADE, PlanLimitExceeded, plan_label, storage_refusal
 from invokeai_saas.credits.plans import PlanService, Subscription
 from invokeai_saas.patches.api_app_route_guards import RouteGuard
 from invokeai_saas.storage.object_index import StorageObjectIndex
@@ -100,7 +100,7 @@ class PlanAccess:
     def subscription(self, user_id: str) -> Subscription:
         subscription = self._plans.subscription(user_id)
         if subscription is None:
-            raise HTTPException(status_code=403, detail="Your account has no plan.")
+            raise HTTPException(status_code=403, detail=NO_PLAN)
         return subscription
 
     def require_node_editor(self, user_id: str) -> None:

@@ -39,6 +39,8 @@ SD_BASES = frozenset({"sd-1", "sd-2", "sdxl", "sdxl-refiner"})
 FLUX_BASES = frozenset({"flux", "flux2"})
 BYTES_PER_GB = 1024**3
 UPGRADE = "Move to a larger plan for more (plans: GET /api/v1/saas/plans)."
+# The refusal for an account without a subscription (none exists for a live account: a trigger gives every user one).
+NO_PLAN = "Your account has no plan."
 
 
 class PlanLimitExceeded(Exception):

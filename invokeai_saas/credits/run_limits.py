@@ -30,7 +30,7 @@ from invokeai.app.services.session_queue.session_queue_common import SessionQueu
 from sqlalchemy import Engine
 
 from invokeai_saas.credits.estimate import CreditEstimator, is_denoiser
-from invokeai_saas.credits.limits import PlanLimitExceeded, enforce_model_access, enforce_resolution
+from invokeai_saas.credits.limits import NO_PLAN, PlanLimitExceeded, enforce_model_access, enforce_resolution
 from invokeai_saas.credits.plans import PlanService, Subscription
 from invokeai_saas.db.engine import autocommit_reads
 
@@ -71,7 +71,7 @@ class RunLimits:
         if not known:
             subscription = self._plans.subscription(queue_item.user_id)
         if subscription is None:
-            raise PlanLimitExceeded(403, "Your account has no plan.")
+            raise PlanLimitExceeded(403, NO_PLAN)
         estimate = self._estimator.estimate_nodes([invocation])
         if is_denoiser(invocation):
             enforce_resolution(subscription, estimate)

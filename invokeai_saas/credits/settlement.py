@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, Row, func, not_, or_, select
 from invokeai_saas.credits.access import enforce_node_editor
 from invokeai_saas.credits.estimate import CreditEstimator
 from invokeai_saas.credits.ledger import CreditLedger, Usage, credits_for
-from invokeai_saas.credits.limits import PlanLimitExceeded, enforce_graph_limits, enforce_plan_limits
+from invokeai_saas.credits.limits import NO_PLAN, PlanLimitExceeded, enforce_graph_limits, enforce_plan_limits
 from invokeai_saas.credits.periods import ROLLED_STATUSES, SubscriptionPeriods
 from invokeai_saas.credits.plans import PlanService, Subscription
 from invokeai_saas.db.tables import credit_holds, credit_usage, session_queue
@@ -88,7 +88,7 @@ class CreditHoldGuard:
         goes on with the balance as it is)."""
         subscription = self._plans.subscription_in(conn, user_id)
         if subscription is None:
-            raise PlanLimitExceeded(403, "Your account has no plan.")
+            raise PlanLimitExceeded(403, NO_PLAN)
         ended = subscription.period_end is not None and subscription.period_end <= datetime.now(UTC)
         if not ended or subscription.status not in ROLLED_STATUSES:
             return subscription  # in its period, or one the roll leaves alone (expired, past due)
@@ -141,7 +141,7 @@ class SessionCharger:
         if queue_item.status == "failed" and not refused:
             self._ledger.release(queue_item.user_id, queue_item.item_id, "failed")
             return
-        if queue_item.status not in ("completed", "canceled") and not refused:
+        if queue_item.status not in ("completed", "canceled", "failed"):
             return  # handed back or taken over: the item runs again and is charged then
         subscription = self._plans.subscription(queue_item.user_id)
         limits = subscription.limits if subscription is not None else None
