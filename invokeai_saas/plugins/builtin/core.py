@@ -1,13 +1,29 @@
 """The core plugin: what every saas deployment has (the health route, the refusal of stock routes a hosted
-service must not serve, no stack traces in answers: ``invokeai_saas/routes/tracebacks.py``)."""
+service must not serve, no stack traces in answers: ``invokeai_saas/routes/tracebacks.py``, and an invocation
+cache whose entries belong to one owner: ``invokeai_saas/services/invocation_cache/invocation_cache_owner.py``)."""
 
 from __future__ import annotations
+
+from logging import Logger
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.health.router import health_router
 from invokeai_saas.plugins.markers import hookimpl
+
+
+@hookimpl
+def saas_swap_services(
+    invokeai_config: Any, saas_config: SaasSettings, services: dict[str, Any], logger: Logger
+) -> None:
+    # Every process that runs graphs shares one cache among all tenants: the owner goes into each key.
+    from invokeai_saas.patches import session_runner_cache_owner
+    from invokeai_saas.services.invocation_cache.invocation_cache_owner import CACHE_OWNER, owner_scoped
+
+    session_runner_cache_owner.apply(CACHE_OWNER)
+    services["invocation_cache"] = owner_scoped(services["invocation_cache"])
 
 
 @hookimpl
