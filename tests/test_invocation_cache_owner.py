@@ -27,7 +27,7 @@ def _blank_then_blur(color: int) -> dict[str, Any]:
     nodes = {
         "blank": {"id": "blank", "type": "blank_image", "width": 32, "height": 32, "color": rgba},
         "blur": {"id": "blur", "type": "img_blur", "radius": 1, "is_intermediate": False},
-    }  # fmt: skip
+    }
     edges = [{"source": {"node_id": "blank", "field": "image"}, "destination": {"node_id": "blur", "field": "image"}}]
     return {"prepend": False, "batch": {"graph": {"id": "cache-owner", "nodes": nodes, "edges": edges}, "runs": 1}}
 

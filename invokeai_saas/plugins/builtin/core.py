@@ -18,12 +18,19 @@ from invokeai_saas.plugins.markers import hookimpl
 def saas_swap_services(
     invokeai_config: Any, saas_config: SaasSettings, services: dict[str, Any], logger: Logger
 ) -> None:
-    # Every process that runs graphs shares one cache among all tenants: the owner goes into each key.
-    from invokeai_saas.patches import session_runner_cache_owner
-    from invokeai_saas.services.invocation_cache.invocation_cache_owner import CACHE_OWNER, owner_scoped
+    # Every process that runs graphs shares one cache among all tenants: the owner goes into each key. Only stock's
+    # cache is replaced: ``swap_services`` may be called with any subset of services, or after another plugin's swap.
+    from invokeai.app.services.invocation_cache.invocation_cache_memory import MemoryInvocationCache
 
+    from invokeai_saas.patches import session_runner_cache_owner
+    from invokeai_saas.services.invocation_cache.invocation_cache_owner import CACHE_OWNER, OwnerScopedInvocationCache
+
+    stock = services.get("invocation_cache")
+    if type(stock) is not MemoryInvocationCache:
+        return
     session_runner_cache_owner.apply(CACHE_OWNER)
-    services["invocation_cache"] = owner_scoped(services["invocation_cache"])
+    # Sized as stock sizes the cache it replaces (``ApiDependencies.initialize``: ``node_cache_size``).
+    services["invocation_cache"] = OwnerScopedInvocationCache(max_cache_size=invokeai_config.node_cache_size)
 
 
 @hookimpl

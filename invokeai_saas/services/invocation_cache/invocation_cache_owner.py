@@ -12,7 +12,6 @@ outside a queue item (no owner) is never cached, since its output could not be a
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
 
 from invokeai.app.invocations.baseinvocation import BaseInvocation, BaseInvocationOutput
 from invokeai.app.services.invocation_cache.invocation_cache_memory import MemoryInvocationCache
@@ -42,8 +41,3 @@ class OwnerScopedInvocationCache(MemoryInvocationCache):
         if key == _UNOWNED:
             return
         super().save(key, invocation_output)
-
-
-def owner_scoped(stock: Any) -> OwnerScopedInvocationCache:
-    """The replacement for the cache stock built, with the same size."""
-    return OwnerScopedInvocationCache(max_cache_size=int(getattr(stock, "_max_cache_size", 0)))
