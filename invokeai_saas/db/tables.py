@@ -551,8 +551,12 @@ plans = Table(
     Column("api_access", Boolean, nullable=False),
     Column("public", Boolean, nullable=False, server_default=text("true")),
     Column("sort_order", Integer, nullable=False, server_default=text("0")),
+    # Revision 0008: the longest one item may run, and whether the plan's accounts may go into debt (postpaid).
+    Column("max_run_seconds", Integer, nullable=False, server_default=text("600")),
+    Column("allow_debt", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint("model_access IN ('sd_only', 'flux_included', 'full')", name="model_access"),
     CheckConstraint("credit_multiplier > 0", name="credit_multiplier_positive"),
+    CheckConstraint("max_run_seconds > 0", name="max_run_seconds_positive"),
 )
 
 # Every user's one current subscription: which plan, in which state, for which period. ``overrides`` carries the
