@@ -3,7 +3,8 @@
 
 A relationship is stored once, as the sorted pair ``(model_key_1 < model_key_2)``, and read in both directions.
 Both columns reference ``models.id`` with ``ON DELETE CASCADE``: deleting a model drops its relationships, and
-relating an unknown key is refused by the foreign key (an ``IntegrityError``, as in stock).
+relating an unknown key is refused by the foreign key. Stock lets that ``IntegrityError`` through, and its route
+answers 500; here it becomes the ``ValueError`` the route already maps to a 4xx (409, with the message).
 
 Stock answers lookups with a ``UNION``, which SQLite computes through a temporary b-tree: the keys come back
 distinct and in byte order. The queries here ask for that order explicitly (``COLLATE "C"``), so the answer does
@@ -17,6 +18,7 @@ from invokeai.app.services.model_relationship_records.model_relationship_records
 )
 from sqlalchemy import ColumnElement, Engine, Text, any_, delete, literal, select, union
 from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.exc import IntegrityError
 
 from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import model_relationships
@@ -40,8 +42,11 @@ class PostgresModelRelationshipRecordStorage(ModelRelationshipRecordStorageBase)
             raise ValueError("Cannot relate a model to itself.")
         a, b = _pair(model_key_1, model_key_2)
         statement = insert(model_relationships).values(model_key_1=a, model_key_2=b).on_conflict_do_nothing()
-        with self._engine.begin() as conn:
-            conn.execute(statement)
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(statement)
+        except IntegrityError:
+            raise ValueError("Both models must be installed (no installed model has one of these keys).") from None
 
     def remove_model_relationship(self, model_key_1: str, model_key_2: str) -> None:
         """Unrelate two models; removing a relationship that does not exist is a no-op, as in stock."""
