@@ -116,3 +116,43 @@ def test_an_unknown_plan_changes_nothing_and_names_the_plans(pg_engine: Engine) 
     assert kept is not None and kept.display_name != "Renamed"
     subscription, _ = _subscription_and_balance(pg_engine, kept.user_id)
     assert subscription.plan_id == "trial"
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode != 0, r.stdout
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    return r.stderr
+
+
+def test_add_without_a_password_on_a_closed_stdin_is_one_line(pg_engine: Engine) -> None:
+    stderr = _one_line_error(_cli(pg_engine, "add", "--email", "scripted@example.com"))
+    assert "--password" in stderr
+    assert UserServicePostgres(pg_engine).get_by_email("scripted@example.com") is None
+    # A password piped in (no terminal) is read from stdin, as getpass would.
+    url = pg_engine.url.render_as_string(hide_password=False)
+    piped = subprocess.run(
+        [CLI, "user", "--database-url", url, "add", "--email", "piped@example.com"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=PASSWORD + "\n",
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert UserServicePostgres(pg_engine).authenticate("piped@example.com", PASSWORD) is not None
+
+
+def test_db_downgrade_to_an_unknown_revision_is_one_line(pg_engine: Engine) -> None:
+    url = pg_engine.url.render_as_string(hide_password=False)
+    for action in ("downgrade", "upgrade"):
+        r = subprocess.run(
+            [CLI, "db", "--database-url", url, action, "no_such_revision"], capture_output=True, text=True, timeout=120
+        )
+        assert "no_such_revision" in _one_line_error(r)
+
+
+def test_urls_of_other_databases_are_refused(tmp_path: Path) -> None:
+    for url in (f"sqlite:///{tmp_path}/invokeai.db", "mysql://ops:s3cret@db.example.com/invokeai"):
+        for command in (["user", "--database-url", url, "list"], ["db", "--database-url", url, "current"]):
+            r = subprocess.run([CLI, *command], capture_output=True, text=True, timeout=120)
+            stderr = _one_line_error(r)
+            assert "not supported" in stderr and "PostgreSQL" in stderr and "s3cret" not in stderr, stderr

@@ -18,10 +18,26 @@ def add_database_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="PostgreSQL URL (default: from the saas settings)")
 
 
+# What ``SaasSettings.database_url`` accepts; ``sync_url`` turns each into psycopg's driver.
+POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
+
+
 def database_url(args: argparse.Namespace) -> str:
-    """``--database-url``, else the saas settings (environment, then saas.yaml in ``--root``)."""
+    """``--database-url``, else the saas settings (environment, then saas.yaml in ``--root``).
+
+    ``--database-url`` is held to the settings' rule: ``sync_url`` forces the PostgreSQL driver onto whatever
+    scheme it is given, so ``sqlite://`` or ``mysql://`` would otherwise be tried as a PostgreSQL server.
+    """
     if getattr(args, "database_url", None):
-        return str(args.database_url)
+        url = str(args.database_url)
+        if not url.startswith(POSTGRES_SCHEMES):
+            # Only the scheme is echoed: the rest of a URL may hold a password.
+            what = f"'{url.split('://', 1)[0]}://' databases are not supported" if "://" in url else "not a URL"
+            raise SaasConfigError(
+                f"--database-url: {what}; invokeai-saas keeps its data in PostgreSQL "
+                "(postgresql://user:password@host:port/database)"
+            )
+        return url
     root = args.root or os.environ.get("INVOKEAI_ROOT")
     settings = load_settings(Path(root) / "invokeai.yaml" if root else None)
     if settings.database_url is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
 from invokeai_saas.commands.common import add_database_arguments, command_engine, database_error_reason
@@ -44,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     except SaasConfigError as e:
         print(f"invokeai-saas db: {e}", file=sys.stderr)
         return 2
+    except CommandError as e:
+        # Alembic's own refusals (an unknown revision, a migration that refuses, e.g. 0009 on duplicate emails).
+        print(f"invokeai-saas db: {e}", file=sys.stderr)
+        return 1
     except SQLAlchemyError as e:
         # The driver's message names the problem (refused, auth failed) without a traceback.
         reason = database_error_reason(e)

@@ -60,7 +60,7 @@ def _admin_line(url: str, root: Path) -> str:
         return (
             "  first run: open the URL and create the administrator account on the setup page, or\n"
             f"             curl -X POST {url}/api/v1/auth/setup -H 'Content-Type: application/json' \\\n"
-            '               -d \'{"email": "admin@example.com", "password": "a long password"}\''
+            '               -d \'{"email": "admin@example.com", "password": "Choose-a-long-passw0rd"}\''
             f"{plan_hint}"
         )
     return f"  sign in as: {status.get('admin_email') or 'your administrator account'}{plan_hint}"

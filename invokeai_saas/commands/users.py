@@ -87,6 +87,20 @@ def _checked_password(password: str) -> str:
     return password
 
 
+def _prompted_password() -> str:
+    """The password typed at a hidden prompt, or the first line of a piped stdin; an error, not ``EOFError``'s
+    traceback, when stdin is closed or empty (a script that forgot ``--password``)."""
+    try:
+        if sys.stdin is not None and sys.stdin.isatty():
+            return getpass.getpass("Password: ")
+        line = sys.stdin.readline() if sys.stdin is not None else ""
+    except EOFError:
+        line = ""
+    if not line:
+        raise CommandError("no password given: pass --password, or type it at the prompt (stdin is closed)")
+    return line.rstrip("\r\n")
+
+
 def _find(users: UserServiceBase, email: str) -> UserDTO:
     user = users.get_by_email(email)
     if user is None:
@@ -121,7 +135,7 @@ def _add(users: UserServiceBase, engine: Engine, args: argparse.Namespace) -> No
     from invokeai.app.services.users.users_common import UserCreateRequest
 
     _checked_plan(engine, args.plan)
-    password = args.password if args.password is not None else getpass.getpass("Password: ")
+    password = args.password if args.password is not None else _prompted_password()
     request = UserCreateRequest(
         email=args.email, display_name=args.name, password=_checked_password(password), is_admin=args.admin
     )
@@ -218,4 +232,7 @@ def run(args: argparse.Namespace) -> int:
         reason = database_error_reason(e)
         print(f"invokeai-saas user: database error: {reason}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("invokeai-saas user: cancelled", file=sys.stderr)
+        return 130
     return 0
