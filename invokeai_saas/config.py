@@ -20,6 +20,41 @@ SAAS_CONFIG_FILENAME = "saas.yaml"
 CONFIG_FILE_ENV = "INVOKEAI_SAAS_CONFIG_FILE"
 
 
+# The estimate of step-less nodes that take a while (``credit_estimate_node_seconds``), in GPU seconds at typical
+# sizes. Denoisers are estimated from their steps instead; what stops a run that takes longer is the spending cap.
+DEFAULT_NODE_SECONDS: dict[str, float] = {
+    # upscalers
+    "spandrel_image_to_image": 15.0,
+    "spandrel_image_to_image_autoscale": 30.0,
+    "esrgan": 15.0,
+    "pid_upscale": 30.0,
+    # video
+    "video_concat": 10.0,
+    "video_frame_extract": 5.0,
+    "extract_video_range": 5.0,
+    "wan_l2v": 20.0,
+    "wan_i2l": 5.0,
+    # segmentation, infill, captioning
+    "segment_anything": 5.0,
+    "grounding_dino": 5.0,
+    "infill_lama": 5.0,
+    "llava_onevision_vllm": 20.0,
+    # control image processors
+    "depth_anything_depth_estimation": 3.0,
+    "dw_openpose_detection": 3.0,
+    "hed_edge_detection": 2.0,
+    "lineart_edge_detection": 2.0,
+    "lineart_anime_edge_detection": 2.0,
+    "mlsd_detection": 2.0,
+    "normal_map": 2.0,
+    "pidi_edge_detection": 2.0,
+    "mediapipe_face_detection": 2.0,
+    "face_identifier": 2.0,
+    "face_mask_detection": 2.0,
+    "face_off": 2.0,
+}
+
+
 class SaasConfigError(ValueError):
     """The saas configuration cannot be used; the message names the file or variable to fix."""
 
@@ -122,6 +157,11 @@ class SaasSettings(BaseSettings):
         default_factory=lambda: {"sd-1": 0.05, "sd-2": 0.06, "sdxl": 0.12, "sd-3": 0.25, "flux": 0.4, "default": 0.2},
         description="Estimated GPU seconds per denoising step at 512×512, by model base (scaled by pixel count); "
         "'default' for other bases. The hold is an estimate; the charge is the measured time.",
+    )
+    credit_estimate_node_seconds: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_NODE_SECONDS),
+        description="Estimated GPU seconds of step-less nodes, by node type (upscalers, video, image processors); "
+        "part of the hold. Types not listed cost nothing beyond the overhead.",
     )
 
     # Billing (Stripe)

@@ -50,3 +50,17 @@ def test_seconds_follow_steps_pixels_and_the_model_base() -> None:
     assert estimate.model_keys == {"k1", "k2"} and estimate.steps == 20
     assert abs(estimate.seconds - (1.0 + 20 * (1024 * 512 / 512**2) * 0.1)) < 1e-9  # overhead + steps × area × s
     assert estimate.credits(1.0) == 5 and estimate.credits(2.0) == 10  # rounded up, × the plan's multiplier
+
+
+def test_step_less_nodes_cost_what_their_type_is_configured_to() -> None:
+    """An upscale or a video concat has no steps: without a per-type figure it held only the overhead."""
+    from invokeai_saas.config import DEFAULT_NODE_SECONDS, SaasSettings
+
+    estimator = CreditEstimator(1.0, {"default": 0.2}, {"spandrel_image_to_image": 15.0, "img_blur": 0.5})
+    upscale = {"id": "up", "type": "spandrel_image_to_image", "image": {"image_name": "x.png"}}
+    blur = {"id": "blur", "type": "img_blur", "image": {"image_name": "x.png"}}
+    assert estimator.estimate(_batch({"up": upscale, "blur": blur})).seconds == 1.0 + 15.0 + 0.5
+    assert estimator.estimate(_batch({"up": upscale})).credits(2.0) == 32
+    assert ESTIMATOR.estimate(_batch({"up": upscale})).seconds == 1.0  # not configured: the overhead alone
+    assert SaasSettings().credit_estimate_node_seconds == DEFAULT_NODE_SECONDS
+    assert DEFAULT_NODE_SECONDS["spandrel_image_to_image"] > 1 and "video_concat" in DEFAULT_NODE_SECONDS

@@ -4,6 +4,7 @@ Only the hold uses it; the charge is the measured GPU time. A good estimate keep
 are neither refused for credits they have nor left with debt. The model, per queue item:
 
     seconds = overhead + Σ over denoising nodes: steps × (width × height / 512²) × step_seconds[model base]
+                       + Σ over the other nodes: node_seconds[node type]
 
 - a denoising node is any node with a ``steps`` (or ``num_steps``) input: stock's SD, SDXL, SD3, FLUX, CogView,
   Z-Image... denoisers all have one; ``denoising_start``/``denoising_end`` shrink the steps actually run;
@@ -15,8 +16,14 @@ are neither refused for credits they have nor left with debt. The model, per que
   access limit applies to all of them (``invokeai_saas.credits.limits``), not to the main model alone;
 - batch data that sets steps, width or height counts with its largest value (one estimate per batch).
 
-``credit_estimate_overhead_seconds`` and ``credit_estimate_step_seconds`` (settings) tune it per deployment; the
-defaults are modest GPU figures. The plan's ``credit_multiplier`` applies on top, as at settlement.
+- step-less nodes that still take a while (upscalers, video, image processors, segmentation, captioning) cost what
+  ``node_seconds`` gives their type each; a graph of nothing but those (an upscale, a video concat) used to hold
+  only the overhead.
+
+``credit_estimate_overhead_seconds``, ``credit_estimate_step_seconds`` and ``credit_estimate_node_seconds``
+(settings) tune it per deployment; the defaults are modest GPU figures. The plan's ``credit_multiplier`` applies on
+top, as at settlement. The hold is still an estimate: what really stops a long run is the spending cap
+(``invokeai_saas.credits.cap``).
 """
 
 from __future__ import annotations
@@ -120,9 +127,15 @@ def _ints(values: Iterable[Any]) -> list[int]:
 
 
 class CreditEstimator:
-    def __init__(self, overhead_seconds: float, step_seconds: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        overhead_seconds: float,
+        step_seconds: Mapping[str, float],
+        node_seconds: Mapping[str, float] | None = None,
+    ) -> None:
         self._overhead = overhead_seconds
         self._step_seconds = dict(step_seconds)
+        self._node_seconds = dict(node_seconds or {})
 
     def estimate(self, batch: Batch) -> CostEstimate:
         return self.estimate_nodes(list(batch.graph.nodes.values()) if batch.graph is not None else [], batch)
@@ -142,6 +155,7 @@ class CreditEstimator:
         for node in nodes:
             steps = _field(node, "steps") if _field(node, "steps") is not None else _field(node, "num_steps")
             if not isinstance(steps, int) or isinstance(steps, bool):
+                seconds += self._node_seconds.get(str(getattr(node, "type", "")), 0.0)
                 continue
             steps = max([steps, *batch_steps])
             start, end = _field(node, "denoising_start"), _field(node, "denoising_end")

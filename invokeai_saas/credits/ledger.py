@@ -7,7 +7,9 @@ Entries (``credit_ledger``), all with positive amounts:
   from ``valid_from`` until ``valid_until`` (open-ended when null);
 - ``hold``: credits set aside for one queue item at enqueue;
 - ``settle``: credits an item consumed, one entry per grant it drew from (earliest expiry first), or with no grant
-  when nothing was left (the shortfall is the user's debt);
+  when nothing was left (the shortfall is the user's debt). Running work is settled ``limit_to_balance`` (at most
+  the item's hold plus the available balance, the charge it would have been in ``measured_credits``) unless the
+  plan allows debt, so only postpaid plans and direct charges make debt;
 - ``release``: the part of a hold the item did not use (all of it when it never ran);
 - ``expire``: what was left of a grant when it expired.
 
@@ -29,7 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Text, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from invokeai_saas.db.tables import (
@@ -261,6 +264,40 @@ class CreditLedger:
         ).scalar_one()
         return int(granted) - int(held) - debt
 
+    @staticmethod
+    def available_many(conn: Connection, user_ids: Sequence[str], at: datetime | None = None) -> dict[str, int]:
+        """Each user's available balance (as ``Balance.available``) in one statement, without locking: for passes
+        that look at many users at once (the spending cap); what they then charge goes through ``settle``."""
+        if not user_ids:
+            return {}
+        at = at or _now()
+        granted = (
+            select(grants.c.user_id, func.sum(grants.c.remaining).label("credits"))
+            .where(grants.c.user_id.in_(user_ids), _valid_at(at))
+            .group_by(grants.c.user_id)
+            .subquery()
+        )
+        held = (
+            select(holds.c.user_id, func.sum(holds.c.held).label("credits"))
+            .where(holds.c.user_id.in_(user_ids))
+            .group_by(holds.c.user_id)
+            .subquery()
+        )
+        wanted = select(func.unnest(literal(list(user_ids), ARRAY(Text))).label("user_id")).subquery()
+        rows = conn.execute(
+            select(
+                wanted.c.user_id,
+                func.coalesce(granted.c.credits, 0)
+                - func.coalesce(held.c.credits, 0)
+                - func.coalesce(credit_accounts.c.debt, 0),
+            )
+            .select_from(wanted)
+            .outerjoin(granted, granted.c.user_id == wanted.c.user_id)
+            .outerjoin(held, held.c.user_id == wanted.c.user_id)
+            .outerjoin(credit_accounts, credit_accounts.c.user_id == wanted.c.user_id)
+        ).all()
+        return {str(user_id): int(available) for user_id, available in rows}
+
     def hold_in(self, conn: Connection, user_id: str, item_credits: Sequence[tuple[int, int]]) -> None:
         """Hold credits for queue items, inside the caller's transaction (the one that inserts the items): all or
         nothing. Raises ``InsufficientCredits`` when the balance cannot cover them all."""
@@ -320,73 +357,108 @@ class CreditLedger:
 
     # region settlement
 
-    def settle(self, user_id: str, item_id: int, credits: int, usage: Usage) -> Settlement:
+    def settle(
+        self,
+        user_id: str,
+        item_id: int,
+        credits: int,
+        usage: Usage,
+        *,
+        limit_to_balance: bool = False,
+        details: Mapping[str, Any] | None = None,
+    ) -> Settlement:
         """Charge an item that ran: consume ``credits`` from the user's grants (earliest expiry first), release the
         rest of its hold, and write its usage record. Exactly once per item: a second call (a duplicate delivery,
-        a retried worker) finds the usage record and charges nothing."""
+        a retried worker, the worker settling an item a stop already charged) finds the usage record and charges
+        nothing.
+
+        With ``limit_to_balance`` the charge is at most what the user can pay: the item's hold plus the available
+        balance (a hold is a spending cap; only plans that allow debt charge beyond it). ``details`` go on the
+        settle entries (why the item was charged: a stop, a cap)."""
+        with self._engine.begin() as conn:
+            return self.settle_in(
+                conn, user_id, item_id, credits, usage, limit_to_balance=limit_to_balance, details=details
+            )
+
+    def settle_in(
+        self,
+        conn: Connection,
+        user_id: str,
+        item_id: int,
+        credits: int,
+        usage: Usage,
+        *,
+        limit_to_balance: bool = False,
+        details: Mapping[str, Any] | None = None,
+    ) -> Settlement:
+        """``settle`` inside the caller's transaction (a queue stop charges in the statement that stops the item)."""
         if credits < 0:
             raise ValueError("a charge cannot be negative")
-        with self._engine.begin() as conn:
-            debt = self.lock_account(conn, user_id)
-            if conn.execute(select(credit_usage.c.item_id).where(credit_usage.c.item_id == item_id)).first():
-                return Settlement(item_id, 0, 0, already_settled=True)
-            held = conn.execute(delete(holds).where(holds.c.item_id == item_id).returning(holds.c.held)).scalar()
-            left = credits
-            at = _now()
-            candidates = conn.execute(
-                select(grants.c.grant_entry_id, grants.c.remaining)
-                .where(grants.c.user_id == user_id, grants.c.remaining > 0, _valid_at(at))
-                .order_by(grants.c.valid_until.asc().nulls_last(), grants.c.valid_from, grants.c.grant_entry_id)
-                .with_for_update()
-            ).all()
-            entries: list[dict[str, Any]] = []
-            for grant in candidates:
-                if left == 0:
-                    break
-                take = min(left, int(grant.remaining))
-                conn.execute(
-                    update(grants)
-                    .where(grants.c.grant_entry_id == grant.grant_entry_id)
-                    .values(remaining=grants.c.remaining - take)
-                )
-                entries.append(
-                    {
-                        "credits": take,
-                        "grant_entry_id": grant.grant_entry_id,
-                        "natural_key": f"settle:{item_id}:{grant.grant_entry_id}",
-                    }
-                )
-                left -= take
-            if left > 0 or not entries:
-                # Nothing (or not enough) left to draw from: the rest is the user's debt. Also written for a zero
-                # charge, so every settled item has a settle entry.
-                entries.append({"credits": left, "grant_entry_id": None, "natural_key": f"settle:{item_id}:uncovered"})
-                conn.execute(
-                    update(credit_accounts).where(credit_accounts.c.user_id == user_id).values(debt=debt + left)
-                )
+        debt = self.lock_account(conn, user_id)
+        if conn.execute(select(credit_usage.c.item_id).where(credit_usage.c.item_id == item_id)).first():
+            return Settlement(item_id, 0, 0, already_settled=True)
+        held = conn.execute(delete(holds).where(holds.c.item_id == item_id).returning(holds.c.held)).scalar()
+        entry_details = dict(details or {})
+        if limit_to_balance:
+            # The hold is gone already, so what is available now is the hold plus the balance beside it.
+            payable = max(self.available_in(conn, user_id, debt), 0)
+            if credits > payable:
+                entry_details["measured_credits"] = credits
+                credits = payable
+        left = credits
+        at = _now()
+        candidates = conn.execute(
+            select(grants.c.grant_entry_id, grants.c.remaining)
+            .where(grants.c.user_id == user_id, grants.c.remaining > 0, _valid_at(at))
+            .order_by(grants.c.valid_until.asc().nulls_last(), grants.c.valid_from, grants.c.grant_entry_id)
+            .with_for_update()
+        ).all()
+        entries: list[dict[str, Any]] = []
+        for grant in candidates:
+            if left == 0:
+                break
+            take = min(left, int(grant.remaining))
             conn.execute(
-                insert(ledger),
-                [
-                    {"user_id": user_id, "kind": "settle", "item_id": item_id, "details": {}, **entry}
-                    for entry in entries
-                ],
+                update(grants)
+                .where(grants.c.grant_entry_id == grant.grant_entry_id)
+                .values(remaining=grants.c.remaining - take)
             )
-            released = max(int(held) - credits, 0) if held is not None else 0
-            if held is not None:
-                self._record_release(conn, user_id, item_id, released, "settled")
-            conn.execute(
-                insert(credit_usage).values(
-                    item_id=item_id,
-                    user_id=user_id,
-                    model=usage.model,
-                    gpu_tier=usage.gpu_tier,
-                    steps=usage.steps,
-                    width=usage.width,
-                    height=usage.height,
-                    seconds=usage.seconds,
-                    credits=credits,
-                )
+            entries.append(
+                {
+                    "credits": take,
+                    "grant_entry_id": grant.grant_entry_id,
+                    "natural_key": f"settle:{item_id}:{grant.grant_entry_id}",
+                }
             )
+            left -= take
+        if left > 0 or not entries:
+            # Nothing (or not enough) left to draw from: the rest is the user's debt. Also written for a zero
+            # charge, so every settled item has a settle entry.
+            entries.append({"credits": left, "grant_entry_id": None, "natural_key": f"settle:{item_id}:uncovered"})
+            conn.execute(update(credit_accounts).where(credit_accounts.c.user_id == user_id).values(debt=debt + left))
+        conn.execute(
+            insert(ledger),
+            [
+                {"user_id": user_id, "kind": "settle", "item_id": item_id, "details": entry_details, **entry}
+                for entry in entries
+            ],
+        )
+        released = max(int(held) - credits, 0) if held is not None else 0
+        if held is not None:
+            self._record_release(conn, user_id, item_id, released, "settled")
+        conn.execute(
+            insert(credit_usage).values(
+                item_id=item_id,
+                user_id=user_id,
+                model=usage.model,
+                gpu_tier=usage.gpu_tier,
+                steps=usage.steps,
+                width=usage.width,
+                height=usage.height,
+                seconds=usage.seconds,
+                credits=credits,
+            )
+        )
         return Settlement(item_id, credits, released, already_settled=False)
 
     # endregion

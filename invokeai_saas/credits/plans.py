@@ -37,6 +37,11 @@ class PlanLimits(BaseModel):
     node_editor: bool
     api_access: bool
     monthly_credits: int | None = Field(description="Credits granted each period; None for custom plans")
+    max_run_seconds: int = Field(description="The longest one queue item may run; it fails when it runs longer")
+    allow_debt: bool = Field(
+        description="Running work may cost more than the balance (postpaid accounts); otherwise a running item "
+        "stops when its cost reaches its hold plus the available balance"
+    )
 
 
 class Plan(BaseModel):

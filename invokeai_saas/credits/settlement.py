@@ -8,10 +8,12 @@
 - ``SessionCharger`` is a pair of stock ``DefaultSessionRunner`` callbacks, so it measures where the graph runs
   (a worker, or the API process without SQS): the seconds between the session starting and ending on its device,
   summed over the segments of a workflow-call parent. A completed item, or one canceled while running, is charged
-  those seconds (rounded up, × the plan's multiplier); a failed item is charged nothing and its hold released,
-  unless it failed because a node was outside the plan (``invokeai_saas.credits.run_limits``): the work it did
-  before the refusal is charged, or a graph could keep a generation and refuse itself afterwards to run free.
-  The ledger settles each item once, so a duplicate run or delivery never charges twice.
+  those seconds (rounded up, × the plan's multiplier), at most what the user can pay (its hold plus the available
+  balance) unless the plan allows debt; a failed item is charged nothing and its hold released, unless the service
+  failed it: a node outside the plan (``invokeai_saas.credits.run_limits``: the work it did before the refusal is
+  charged, or a graph could keep a generation and refuse itself afterwards to run free), or the spending cap
+  (``invokeai_saas.credits.cap``). The ledger settles each item once, so a duplicate run or delivery never charges
+  twice, and an item a stop already charged (``invokeai_saas.credits.stops``) is not charged again.
 - ``release_unsettled`` is the backstop for items that end without reaching a runner's callback: canceled or
   deleted before they started, failed by the reaper after their worker died, a worker killed mid-settlement. It
   releases the holds of items that are finished (or gone) and were never settled.
@@ -36,6 +38,7 @@ from invokeai_saas.credits.ledger import CreditLedger, Usage, credits_for
 from invokeai_saas.credits.limits import NO_PLAN, PlanLimitExceeded, enforce_graph_limits, enforce_plan_limits
 from invokeai_saas.credits.periods import ROLLED_STATUSES, SubscriptionPeriods
 from invokeai_saas.credits.plans import PlanService, Subscription
+from invokeai_saas.credits.stops import CHARGED_FAILURES
 from invokeai_saas.db.tables import credit_holds, credit_usage, session_queue
 
 logger = logging.getLogger("invokeai_saas.credits")
@@ -137,8 +140,8 @@ class SessionCharger:
             logger.exception(f"Could not settle the credits of queue item {queue_item.item_id}")
 
     def _settle(self, queue_item: SessionQueueItem, seconds: float) -> None:
-        refused = queue_item.status == "failed" and queue_item.error_type == PlanLimitExceeded.__name__
-        if queue_item.status == "failed" and not refused:
+        charged_failure = queue_item.status == "failed" and queue_item.error_type in CHARGED_FAILURES
+        if queue_item.status == "failed" and not charged_failure:
             self._ledger.release(queue_item.user_id, queue_item.item_id, "failed")
             return
         if queue_item.status not in ("completed", "canceled", "failed"):
@@ -155,7 +158,15 @@ class SessionCharger:
             height=estimate.height,
         )
         charge = credits_for(seconds, limits.credit_multiplier if limits is not None else 1.0)
-        self._ledger.settle(queue_item.user_id, queue_item.item_id, charge, usage)
+        # A hold is a spending cap: at most what the user can pay, unless the plan allows debt. An item stopped from
+        # outside (canceled, deleted, capped) was charged by the queue's stop hook already: this changes nothing.
+        self._ledger.settle(
+            queue_item.user_id,
+            queue_item.item_id,
+            charge,
+            usage,
+            limit_to_balance=not (limits is not None and limits.allow_debt),
+        )
 
 
 def release_unsettled(engine: Engine, ledger: CreditLedger, limit: int = 500) -> int:

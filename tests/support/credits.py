@@ -1,8 +1,11 @@
-"""Credits tests against the session's ``saas_web``: users created through its API."""
+"""Credits tests: users created through ``saas_web``'s API, and balances, plans and the ledger read or set directly
+in the database."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -25,3 +28,61 @@ def set_plan(engine: Engine, user_id: str, plan_id: str, status: str = "active")
             text("UPDATE subscriptions SET plan_id = :p, status = :s WHERE user_id = :u"),
             {"p": plan_id, "s": status, "u": user_id},
         )
+
+
+def set_balance(engine: Engine, user_id: str, credits: int) -> None:
+    """End every grant the user has now (entry and projection alike) and grant exactly ``credits``."""
+    from invokeai_saas.credits.ledger import CreditLedger
+
+    with engine.begin() as conn:
+        for table in ("credit_ledger", "credit_grant_balances"):
+            conn.execute(
+                text(
+                    f"UPDATE {table} SET valid_until = valid_from + interval '1 microsecond' "
+                    "WHERE user_id = :u AND (valid_until IS NULL OR valid_until > clock_timestamp())"
+                ),
+                {"u": user_id},
+            )
+    CreditLedger(engine).grant(user_id, credits, "test", f"test:{user_id}:{uuid.uuid4().hex}")
+
+
+def set_overrides(engine: Engine, user_id: str, overrides: str) -> None:
+    """Lay per-subscription plan values (a JSON object, e.g. ``'{"max_run_seconds": 2}'``) over the user's plan."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE subscriptions SET overrides = CAST(:o AS jsonb) WHERE user_id = :u"),
+            {"o": overrides, "u": user_id},
+        )
+
+
+def usage(engine: Engine, item_id: int) -> Any:
+    """The item's usage record (``seconds``, ``credits``), or None while it is not settled."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT seconds, credits FROM credit_usage WHERE item_id = :i"), {"i": item_id}
+        ).first()
+
+
+def settled(engine: Engine, item_id: int, timeout: float = 30.0) -> Any:
+    """The item's usage record once it is settled (polled with a deadline: settlement is a server's state)."""
+    deadline = time.monotonic() + timeout
+    while (record := usage(engine, item_id)) is None:
+        assert time.monotonic() < deadline, f"queue item {item_id} was never settled"
+        time.sleep(0.1)
+    return record
+
+
+def item_entries(engine: Engine, item_id: int) -> list[tuple[str, int, dict[str, Any]]]:
+    """The item's ledger entries (kind, credits, details), in order: a charged item has one hold, its settle
+    entries (one per grant drawn from) and one release."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT kind, credits, details FROM credit_ledger WHERE item_id = :i ORDER BY entry_id"),
+            {"i": item_id},
+        ).all()
+    return [(row.kind, int(row.credits), dict(row.details or {})) for row in rows]
+
+
+def charged(engine: Engine, item_id: int) -> int:
+    """What the ledger charged the item (its settle entries summed)."""
+    return sum(credits for kind, credits, _ in item_entries(engine, item_id) if kind == "settle")

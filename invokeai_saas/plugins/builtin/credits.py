@@ -17,7 +17,13 @@ and sqs plugins, whose queue and processor it extends. Every API process also re
 
 ``saas_startup`` starts this API process's credit period pass (``invokeai_saas.credits.periods``): every
 ``ROLL_INTERVAL_SECONDS`` (60 s) it renews the monthly allotments whose period ended and expires ended grants. Every
-API process runs one; row locks make them share the work. Workers do not run it. ``saas_shutdown`` stops it."""
+API process runs one; row locks make them share the work. Workers do not run it. ``saas_shutdown`` stops it.
+
+Running items are metered to the end: every stop of a running item from outside its run (cancel, delete, clear,
+the cap) charges the time it ran, in the transaction that stops it (the queue's stop hook,
+``invokeai_saas/credits/stops.py``), and every API process runs the spending cap every ``CAP_INTERVAL_SECONDS``
+(``invokeai_saas/credits/cap.py``): an item whose cost reached its hold plus the available balance, or that ran its
+plan's ``max_run_seconds``, fails with a clear error and is charged at most what its owner can pay."""
 
 from __future__ import annotations
 
@@ -33,6 +39,10 @@ from invokeai_saas.runtime import worker_role
 # How often an API process releases the holds of items that ended unsettled (canceled before they ran, deleted,
 # failed by the reaper): a canceled batch's credits come back within this long.
 RELEASE_INTERVAL_SECONDS = 10.0
+# How often an API process runs the spending cap (invokeai_saas/credits/cap.py): a running item that reached what
+# its owner can pay, or its plan's longest run, stops within about this long (plus the device's next cancel check);
+# it is charged exactly what could be paid either way.
+CAP_INTERVAL_SECONDS = 1.0
 
 _state: dict[str, Any] = {}
 
@@ -58,16 +68,27 @@ def saas_swap_services(
     from invokeai_saas.credits.plans import PlanService
     from invokeai_saas.credits.run_limits import RunLimits
     from invokeai_saas.credits.settlement import CreditHoldGuard, SessionCharger
+    from invokeai_saas.credits.stops import OUT_OF_CREDITS, RUN_TIME_LIMIT, StopCharger
     from invokeai_saas.db.engine import get_engine
+    from invokeai_saas.patches import session_processor_failed_stops
     from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
 
     engine = get_engine(saas_config)
     ledger, plans = CreditLedger(engine), PlanService(engine)
-    estimator = CreditEstimator(saas_config.credit_estimate_overhead_seconds, saas_config.credit_estimate_step_seconds)
+    estimator = CreditEstimator(
+        saas_config.credit_estimate_overhead_seconds,
+        saas_config.credit_estimate_step_seconds,
+        saas_config.credit_estimate_node_seconds,
+    )
     queue = services.get("session_queue")
     if isinstance(queue, PostgresSessionQueue):
         queue.add_enqueue_guard(CreditHoldGuard(ledger, plans, estimator, SubscriptionPeriods(engine, ledger)))
+        # Every stop of a running item from outside its run charges the time it ran (invokeai_saas/credits/stops.py).
+        queue.add_stop_hook(StopCharger(ledger))
     if isinstance(services.get("session_processor"), DefaultSessionProcessor):
+        # The spending cap fails running items; stock's processor stops a run only on a cancel, so it is taught to
+        # stop on these failures too (invokeai_saas/patches/session_processor_failed_stops.py).
+        session_processor_failed_stops.apply([OUT_OF_CREDITS, RUN_TIME_LIMIT])
         # This process runs graphs: stock's processor with a runner that also measures and charges them.
         # It also checks each node against the plan on the values it really got (invokeai_saas/credits/run_limits.py).
         charger = SessionCharger(ledger, plans, estimator)
@@ -141,11 +162,17 @@ def saas_startup(saas_config: SaasSettings, services: Any, logger: Logger) -> No
         )
         releases.start()
         _state["releases"] = releases
+        from invokeai_saas.credits.cap import SpendingCap
+
+        cap = SpendingCap(engine, services.session_queue)
+        caps = PeriodicTask("invokeai-saas-spending-cap", CAP_INTERVAL_SECONDS, lambda _: cap.run_once(), logger)
+        caps.start()
+        _state["caps"] = caps
 
 
 @hookimpl
 def saas_shutdown(saas_config: SaasSettings, logger: Logger) -> None:
-    for name in ("periods", "releases"):
+    for name in ("periods", "releases", "caps"):
         task = _state.pop(name, None)
         if task is not None:
             task.stop()

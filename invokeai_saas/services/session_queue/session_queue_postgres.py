@@ -100,6 +100,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from invokeai_saas.db.convert import stock_ms
 from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import session_queue, users
+from invokeai_saas.services.session_queue.session_queue_stops import (
+    StopHook,
+    StoppedItem,
+    deleted_while_running,
+    run_stop_hooks,
+)
 
 sq = session_queue
 
@@ -126,6 +132,15 @@ _STATUS_FIELDS = (
     "device",
 )
 _TIME_FIELDS = ("created_at", "updated_at", "started_at", "completed_at")
+
+# What a delete returns: enough for the stop hooks to charge a row that was running when it went (its end is now).
+_DELETED_COLUMNS = (
+    sq.c.item_id,
+    sq.c.user_id,
+    sq.c.status,
+    sq.c.started_at,
+    func.clock_timestamp().label("stopped_at"),
+)
 
 # The column order of upstream's ``ValueToInsertTuple`` (prepare_values_to_insert / retry_items_by_id).
 _VALUE_TUPLE_COLUMNS = (
@@ -246,6 +261,7 @@ class PostgresSessionQueue(SessionQueueBase):
         self._engine = engine
         self._reads = autocommit_reads(engine)
         self._enqueue_guards: list[EnqueueGuard] = []
+        self._stop_hooks: list[StopHook] = []
 
     def add_enqueue_guard(self, guard: EnqueueGuard) -> None:
         """Run ``guard`` inside every transaction that makes new items runnable: enqueue and retry through the API
@@ -253,6 +269,12 @@ class PostgresSessionQueue(SessionQueueBase):
         It may write alongside the items (credit holds) or raise to refuse them, which rolls the items back; a
         refused child fails its parent, as stock does for any error while enqueuing children."""
         self._enqueue_guards.append(guard)
+
+    def add_stop_hook(self, hook: StopHook) -> None:
+        """Call ``hook`` in every transaction that stops a running item from outside its run: a transition from
+        ``in_progress`` to ``canceled`` or ``failed``, or a delete of an ``in_progress`` row (see
+        ``session_queue_stops``). Bulk cancels and deletes stop running items through the same two statements."""
+        self._stop_hooks.append(hook)
 
     def _guard_enqueue(self, conn: Connection, user_id: str, batch: Batch, rows: Sequence[Row[Any]]) -> None:
         for guard in self._enqueue_guards:
@@ -410,6 +432,12 @@ class PostgresSessionQueue(SessionQueueBase):
             .values(**moved_to(status, error_type, error_message, error_traceback))
         )
         with self._engine.begin() as conn:
+            # A stop hook needs the status the row had: read (and lock) it first, only for the stops it listens to.
+            prior = None
+            if self._stop_hooks and status in ("canceled", "failed"):
+                prior = conn.execute(
+                    select(sq.c.status, sq.c.user_id).where(sq.c.item_id == item_id).with_for_update()
+                ).one_or_none()
             if queue_item is None:
                 changed = moved.returning(*sq.c).cte("changed")
                 row = conn.execute(
@@ -424,6 +452,12 @@ class PostgresSessionQueue(SessionQueueBase):
                 if row is not None:
                     for name, value in _stock_row(row).items():
                         setattr(queue_item, name, value)
+            if row is not None and prior is not None and prior.status == "in_progress":
+                values = row._mapping
+                stopped = StoppedItem(
+                    item_id, prior.user_id, values["started_at"], values["completed_at"], status, error_type
+                )
+                run_stop_hooks(conn, self._stop_hooks, [stopped] if stopped.started_at is not None else [])
         if row is None:
             # Already finished (returned unchanged) or deleted (get_queue_item raises).
             return self.get_queue_item(item_id), False
@@ -810,7 +844,8 @@ class PostgresSessionQueue(SessionQueueBase):
         match = [sq.c.queue_id == queue_id, *_user_scope(user_id)]
         self._cancel_in_progress_matching(match)
         with self._engine.begin() as conn:
-            deleted = conn.execute(delete(sq).where(_locked(*match)).returning(sq.c.item_id)).all()
+            deleted = conn.execute(delete(sq).where(_locked(*match)).returning(*_DELETED_COLUMNS)).all()
+            run_stop_hooks(conn, self._stop_hooks, deleted_while_running(deleted))
         self._invoker.services.events.emit_queue_cleared(queue_id, user_id)
         return ClearResult(deleted=len(deleted))
 
@@ -987,7 +1022,10 @@ class PostgresSessionQueue(SessionQueueBase):
         if not item_ids:
             return
         with self._engine.begin() as conn:
-            conn.execute(delete(sq).where(_locked(_ids_in(sq.c.item_id, item_ids))))
+            deleted = conn.execute(
+                delete(sq).where(_locked(_ids_in(sq.c.item_id, item_ids))).returning(*_DELETED_COLUMNS)
+            ).all()
+            run_stop_hooks(conn, self._stop_hooks, deleted_while_running(deleted))
 
     def get_queue_item(self, item_id: int) -> SessionQueueItem:
         with self._reads.connect() as conn:
@@ -1052,7 +1090,8 @@ class PostgresSessionQueue(SessionQueueBase):
         match = [sq.c.queue_id == queue_id, sq.c.destination == destination, *_user_scope(user_id)]
         signalled = set(self._cancel_in_progress_matching(match))
         with self._engine.begin() as conn:
-            rows = conn.execute(delete(sq).where(_locked(*match)).returning(sq.c.item_id, sq.c.user_id)).all()
+            rows = conn.execute(delete(sq).where(_locked(*match)).returning(*_DELETED_COLUMNS)).all()
+            run_stop_hooks(conn, self._stop_hooks, deleted_while_running(rows))
         deleted_by_user = _group_by_user(row for row in rows if row.item_id not in signalled)
         self._emit_queue_items_canceled(queue_id, deleted_by_user)
         return DeleteByDestinationResult(deleted=len(rows))
