@@ -171,6 +171,25 @@ class SaasSettings(BaseSettings):
     )
     stripe_webhook_secret: SecretStr | None = Field(default=None, description="Stripe webhook signing secret.")
 
+    # Request and content limits
+    max_json_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body other than a file upload (JSON: graphs, workflows), in bytes; larger "
+        "ones are answered 413. Uploads keep their own limits (the storage quota, stock's video limit).",
+    )
+    max_workflows_per_user: int | None = Field(
+        default=1000,
+        ge=1,
+        description="Workflows one user may keep in the library; creating another is answered 403. Unset: no limit.",
+    )
+    max_queue_history_per_user: int | None = Field(
+        default=1000,
+        ge=0,
+        description="Finished (completed, failed, canceled) queue items kept per user; older ones are deleted by a "
+        "background pass in the API processes. Unset: kept until deleted.",
+    )
+
     # Plugins and operations
     disabled_plugins: list[str] = Field(
         default_factory=list, description="Names of plugins (built-in or entry-point) that must not be loaded."

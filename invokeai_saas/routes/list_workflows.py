@@ -4,6 +4,10 @@ Stock lists a page and then fetches every listed workflow again, one query per r
 call compatibility. This replacement keeps stock's contract (path, operation id, parameters, response,
 paging and the ``callable`` filter, copied from InvokeAI 6.14.2's ``list_workflows``) and fetches the
 page's documents with one statement (``get_by_ids`` of the PostgreSQL workflow records).
+
+One change to the contract: ``page`` must be at least 0 and ``per_page`` at least 1 (422 otherwise). Stock takes
+any integer, and ``per_page=-1`` answered every workflow at once while a negative page reached the database as a
+negative ``OFFSET`` (a 500). Leaving ``per_page`` out still lists all, as stock.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ list_workflows_router = APIRouter(prefix="/v1/workflows", tags=["workflows"])  #
 )
 def list_workflows(
     current_user: CurrentUserOrDefault,
-    page: int = Query(default=0, description="The page to get"),  # noqa: B008 - FastAPI's idiom, as upstream
-    per_page: int | None = Query(default=None, description="The number of workflows per page"),  # noqa: B008
+    page: int = Query(default=0, ge=0, description="The page to get"),  # noqa: B008 - FastAPI's idiom, as upstream
+    per_page: int | None = Query(default=None, ge=1, description="The number of workflows per page"),  # noqa: B008
     order_by: WorkflowRecordOrderBy = Query(  # noqa: B008
         default=WorkflowRecordOrderBy.Name, description="The attribute to order by"
     ),

@@ -12,13 +12,35 @@ out where it would leave the server:
   list all, items by ids, current, next, get and cancel;
 - events, at stock's in-process dispatch (``invokeai_saas.patches.events_fastapievents_tracebacks``), so every
   socket, on every API process, gets the event without it.
+
+**Server errors carry no internals.** Stock answers many failures with ``HTTPException(500, f"Unexpected error ...:
+{e}")``; on PostgreSQL ``{e}`` is the driver's message with the SQL statement and its parameters. Every answer
+with a 5xx status gets one generic body instead, in one place: ``ServerErrorBodiesMiddleware`` (innermost, so it sees
+what every route and exception handler answered before compression) replaces the body and logs the original with a
+short reference that the generic body quotes, so an operator can find it from a user's report. Unhandled exceptions
+are answered above all middleware (Starlette's ``ServerErrorMiddleware``), so ``generic_server_error`` is the app's
+handler for them, with the same body. Deliberate outage answers (503 with ``Retry-After``: the object store, the
+database) pass unchanged: their fixed messages say what happened and when to try again.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+SERVER_ERROR_DETAIL = "Internal server error; it has been logged (reference {reference})."
+_LOGGED_BODY = 2000  # characters of an original error body written to the log
 
 # Stock's session-queue routes (``invokeai/app/api/routers/session_queue.py``, prefix ``/v1/queue``) that return
 # queue items.
@@ -49,3 +71,80 @@ def queue_item_route_filters() -> list[Any]:
     from invokeai_saas.patches.api_app_route_guards import RouteFilter
 
     return [RouteFilter(path, frozenset({method}), without_traceback) for method, path in QUEUE_ITEM_ROUTES]
+
+
+def _reference() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _generic_body(reference: str) -> bytes:
+    return json.dumps({"detail": SERVER_ERROR_DETAIL.format(reference=reference)}).encode()
+
+
+def _is_outage_answer(status: int, headers: Headers) -> bool:
+    return status == 503 and "retry-after" in headers
+
+
+class ServerErrorBodiesMiddleware:
+    """Replace the body of every 5xx answer (outage answers aside) with the generic one, logging the original."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        original: list[bytes] = []
+
+        async def send_generic(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if status >= 500 and not _is_outage_answer(status, Headers(raw=message.get("headers", []))):
+                    start = message  # held until the body is complete
+                    return
+                await send(message)
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            original.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            reference = _reference()
+            text = b"".join(original).decode("utf-8", "replace")[:_LOGGED_BODY]
+            logger.error(
+                "%s %s answered %s (reference %s): %s",
+                scope.get("method"),
+                scope.get("path"),
+                start["status"],
+                reference,
+                text,
+            )
+            body = _generic_body(reference)
+            kept = [
+                (name, value)
+                for name, value in start.get("headers", [])
+                if name.lower() not in (b"content-length", b"content-type", b"content-encoding")
+            ]
+            kept += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({**start, "headers": kept})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+
+        await self.app(scope, receive, send_generic)
+
+
+async def generic_server_error(request: Request, error: Exception) -> Response:
+    """The app's handler for unhandled exceptions (Starlette logs the traceback after calling it)."""
+    reference = _reference()
+    logger.error("%s %s raised %s (reference %s)", request.method, request.url.path, type(error).__name__, reference)
+    return JSONResponse(status_code=500, content={"detail": SERVER_ERROR_DETAIL.format(reference=reference)})
+
+
+def install_server_error_bodies(app: FastAPI) -> None:
+    """Add the middleware innermost and the unhandled-exception handler; call before the first request, before
+    other plugins wrap the handler (they fall back to it)."""
+    app.user_middleware.append(Middleware(ServerErrorBodiesMiddleware))
+    app.add_exception_handler(Exception, generic_server_error)

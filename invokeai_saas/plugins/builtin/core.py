@@ -1,5 +1,6 @@
 """The core plugin: what every saas deployment has (the health route, the refusal of stock routes a hosted
-service must not serve, no stack traces in answers: ``invokeai_saas/routes/tracebacks.py``, and an invocation
+service must not serve, no stack traces or internals in answers: ``invokeai_saas/routes/tracebacks.py``, bad input
+and oversized bodies refused before any route: ``invokeai_saas/routes/request_limits.py``, and an invocation
 cache whose entries belong to one owner: ``invokeai_saas/services/invocation_cache/invocation_cache_owner.py``)."""
 
 from __future__ import annotations
@@ -47,8 +48,15 @@ def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
 
 @hookimpl
 def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
-    from invokeai_saas.patches import api_app_route_guards, events_fastapievents_tracebacks
-    from invokeai_saas.routes.tracebacks import queue_item_route_filters
+    from invokeai_saas.patches import api_app_route_guards, events_fastapievents_tracebacks, starlette_request_json
+    from invokeai_saas.routes.request_limits import install_request_limits
+    from invokeai_saas.routes.tracebacks import install_server_error_bodies, queue_item_route_filters
 
     api_app_route_guards.apply(app, [], queue_item_route_filters())
     events_fastapievents_tracebacks.apply()
+    # Bad input is refused (422) and bodies bounded (413) before any route; no 5xx body carries internals
+    # (invokeai_saas/routes/bad_input.py, request_limits.py, tracebacks.py). Called first of all plugins, so the
+    # others' exception handlers fall back to the generic one.
+    starlette_request_json.apply()
+    install_request_limits(app, saas_config.max_json_body_bytes)
+    install_server_error_bodies(app)

@@ -3,8 +3,10 @@
 Swaps every DB-backed InvokeAI service for its PostgreSQL implementation, the image and video services
 for subclasses that list without a query per row, and the ``images_by_names`` and workflow list routes for batched ones.
 The model records and app settings are constructed on PostgreSQL earlier, by
-``patches.api_dependencies_database``, because stock uses them before the swap hook runs. Also
-provides the database health probe.
+``patches.api_dependencies_database``, because stock uses them before the swap hook runs. Answers 503 with
+``Retry-After`` wherever a database outage is behind an error (``invokeai_saas/routes/outages.py``), bounds each
+user's workflows (``routes/workflow_limit.py``) and finished queue items (``services/session_queue/
+session_queue_retention.py``). Also provides the database health probe.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 from logging import Logger
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.db.engine import get_engine
 from invokeai_saas.health.probes import BackendProbe
 from invokeai_saas.plugins.markers import hookimpl
+from invokeai_saas.runtime import worker_role
+
+_state: dict[str, Any] = {}
 
 
 @hookimpl
@@ -97,6 +102,33 @@ def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
 
 
 @hookimpl
+def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
+    if saas_config.database_url is None:
+        return
+    from invokeai_saas.patches import api_app_route_guards
+    from invokeai_saas.routes.outages import install_database_error_handlers
+    from invokeai_saas.routes.workflow_limit import workflow_limit_guard
+
+    install_database_error_handlers(app)  # 503 + Retry-After on an outage, 422 on a value PostgreSQL refuses
+    if saas_config.max_workflows_per_user is not None:
+        api_app_route_guards.apply(
+            app, [workflow_limit_guard(get_engine(saas_config), saas_config.max_workflows_per_user)]
+        )
+
+
+@hookimpl
+def saas_startup(saas_config: SaasSettings, services: Any, logger: Logger) -> None:
+    # API processes bound each user's finished queue items (invokeai_saas/services/session_queue/...retention.py).
+    if saas_config.database_url is None or saas_config.max_queue_history_per_user is None or worker_role() is not None:
+        return
+    from invokeai_saas.services.session_queue.session_queue_retention import retention_task
+
+    task = retention_task(get_engine(saas_config), saas_config.max_queue_history_per_user, logger)
+    task.start()
+    _state["retention"] = task
+
+
+@hookimpl
 def saas_health_probes(saas_config: SaasSettings, services: Any) -> list[BackendProbe]:
     if saas_config.database_url is None:
         return []
@@ -112,6 +144,9 @@ def saas_health_probes(saas_config: SaasSettings, services: Any) -> list[Backend
 
 @hookimpl
 def saas_shutdown(saas_config: SaasSettings, logger: Logger) -> None:
+    task = _state.pop("retention", None)
+    if task is not None:
+        task.stop()
     if saas_config.database_url is None:
         return
     from invokeai_saas.db.engine import dispose_engines
