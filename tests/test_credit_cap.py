@@ -15,7 +15,9 @@ Measured before: a user with 500 credits ran two 280-second step-less items, eac
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
 import time
 
 import pytest
@@ -196,6 +198,34 @@ def test_the_cap_leaves_items_already_charged_alone(
     item = start_running(pg_engine, queue, user_id, 30.0)
     ledger.settle(user_id, item.item_id, 1, Usage(1.0, "standard"))
     assert SpendingCap(pg_engine, queue).run_once() == []
+
+
+@pytest.mark.parametrize(
+    ("error_type", "stops"), [(OUT_OF_CREDITS, True), (RUN_TIME_LIMIT, True), ("ValueError", False)]
+)
+def test_stocks_processor_stops_a_run_the_cap_failed(error_type: str, stops: bool) -> None:
+    """Where the API process runs graphs itself (no SQS), stock's processor thread is stopped by the status event:
+    stock stops a run only on ``canceled``; the patch adds the cap's failures (a run's own failure is left alone)."""
+    from invokeai.app.services.events.events_common import QueueItemStatusChangedEvent
+    from invokeai.app.services.session_processor.session_processor_default import (
+        DefaultSessionProcessor,
+        DefaultSessionRunner,
+        _SessionWorker,
+    )
+    from invokeai.app.services.session_queue.session_queue_common import SessionQueueItem
+
+    from invokeai_saas.patches import session_processor_failed_stops
+
+    session_processor_failed_stops.apply([OUT_OF_CREDITS, RUN_TIME_LIMIT])
+    processor = DefaultSessionProcessor(session_runner=DefaultSessionRunner())
+    running, idle = _SessionWorker(None, processor.session_runner), _SessionWorker(None, processor.session_runner)
+    running.queue_item = SessionQueueItem.model_construct(item_id=7)
+    processor._workers = [idle, running]
+    processor._poll_now_event = threading.Event()
+    event = QueueItemStatusChangedEvent.model_construct(item_id=7, status="failed", error_type=error_type)
+    asyncio.run(processor._on_queue_item_status_changed(("queue_item_status_changed", event)))
+    assert running.cancel_event.is_set() is stops and not idle.cancel_event.is_set()
+    assert processor._poll_now_event.is_set()  # stock's own handling still ran
 
 
 # endregion
