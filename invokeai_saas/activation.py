@@ -136,6 +136,10 @@ def _on_dependencies_imported(module: ModuleType) -> None:
         from invokeai_saas.patches import api_dependencies_events
 
         api_dependencies_events.apply(module, runtime)
+    if runtime.settings.database_url is not None and runtime.plugin_manager.has_plugin("tenant_queue"):
+        from invokeai_saas.patches import sockets_queue_events  # before api_app builds its SocketIO
+
+        sockets_queue_events.apply()
 
 
 def _on_api_app_imported(module: ModuleType) -> None:

@@ -32,6 +32,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "invokeai_saas.plugins.builtin.postgres",
     "invokeai_saas.plugins.builtin.s3",
     "invokeai_saas.plugins.builtin.sqs",
+    # After postgres and sqs: it configures the session queue they build.
+    "invokeai_saas.plugins.builtin.tenant_queue",
     # After postgres and sqs: it extends the session queue they build and the processor that runs graphs.
     "invokeai_saas.plugins.builtin.credits",
     "invokeai_saas.plugins.builtin.api_keys",

@@ -1,8 +1,12 @@
-"""The worker fleet in the API: the queue status route reports it, and admins list the workers.
+"""The queue status as the signed-in user sees it, with the worker fleet; and the admins' list of workers.
 
-- ``GET /api/v1/queue/{queue_id}/status`` (stock's ``get_queue_status``, same operation id, parameters and fields)
-  adds ``fleet``: live workers, how many are busy or idle, and whether the processor is paused. Counts only, so
-  every signed-in user may see them, as they see the queue's global counts.
+- ``GET /api/v1/queue/{queue_id}/status`` (stock's ``get_queue_status``, same operation id and parameters): the
+  ``queue`` part is the user's own (``OwnerQueueStatus``: every count the user's items only, the user's running
+  item, and ``items_ahead``, the user's place in the order workers serve), as every queue view in saas mode holds
+  only the user's items (``invokeai_saas.routes.queue_views``); administrators get their own too. ``fleet`` adds
+  live workers, how many are busy or idle, and whether the processor is paused: counts only, so every signed-in
+  user may see them. Where the API process runs graphs itself (no SQS) there is no fleet: ``fleet`` is null and
+  ``processor`` is stock's.
 - ``GET /api/v1/saas/workers`` (admins): every live worker with its host, device, GPU, tiers, state, current
   item and beats; ``include_stopped`` adds workers that exited or stopped beating.
 """
@@ -19,12 +23,17 @@ from pydantic import Field
 
 from invokeai_saas.dispatch.fleet import FleetSummary, WorkerStatus
 from invokeai_saas.services.session_processor.session_processor_remote import RemoteSessionProcessor
+from invokeai_saas.services.session_queue.owner_views import OwnerQueueStatus, OwnerQueueViews
+from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
 
 
 class SessionQueueProcessorAndFleetStatus(SessionQueueAndProcessorStatus):
-    """Stock's queue and processor status, plus the worker fleet that runs the queue."""
+    """Stock's queue and processor status (the queue as the user sees it), plus the worker fleet that runs it."""
 
-    fleet: FleetSummary = Field(description="The worker processes that run this deployment's queue")
+    queue: OwnerQueueStatus = Field(description="Your items in the queue, and your place in it")
+    fleet: FleetSummary | None = Field(
+        description="The worker processes that run this deployment's queue; null where the API process runs graphs"
+    )
 
 
 queue_status_router = APIRouter(prefix="/v1/queue", tags=["queue"])
@@ -38,13 +47,17 @@ def _processor() -> RemoteSessionProcessor:
     return processor
 
 
-def _status(queue_id: str, user_id: str, is_admin: bool) -> SessionQueueProcessorAndFleetStatus:
-    processor = _processor()
-    queue = ApiDependencies.invoker.services.session_queue.get_queue_status(
-        queue_id, user_id=user_id, is_admin=is_admin
-    )
+def _status(queue_id: str, user_id: str) -> SessionQueueProcessorAndFleetStatus:
+    services = ApiDependencies.invoker.services
+    queue = services.session_queue
+    if not isinstance(queue, PostgresSessionQueue):  # the plugin installs this route only on PostgreSQL
+        raise HTTPException(status_code=503, detail="The queue status needs the PostgreSQL session queue")
+    own = OwnerQueueViews(queue).status(queue_id, user_id)
+    processor = services.session_processor
+    if not isinstance(processor, RemoteSessionProcessor):
+        return SessionQueueProcessorAndFleetStatus(queue=own, processor=processor.get_status(), fleet=None)
     fleet = processor.fleet()  # read once: the processor's status is derived from it
-    return SessionQueueProcessorAndFleetStatus(queue=queue, processor=processor.status_of(fleet), fleet=fleet)
+    return SessionQueueProcessorAndFleetStatus(queue=own, processor=processor.status_of(fleet), fleet=fleet)
 
 
 @queue_status_router.get(
@@ -56,9 +69,9 @@ async def get_queue_status(
     current_user: CurrentUserOrDefault,
     queue_id: str = Path(description="The queue id to perform this operation on"),
 ) -> SessionQueueProcessorAndFleetStatus:
-    """Gets the status of the session queue (as stock: global counts, plus the user's own pending/in_progress
-    counts; the current item's identifiers only for its owner or an admin), plus the worker fleet."""
-    return await asyncio.to_thread(_status, queue_id, current_user.user_id, current_user.is_admin)
+    """Gets the status of your items in the session queue (your counts, your running item, how many items are
+    served before your next one), plus the worker fleet."""
+    return await asyncio.to_thread(_status, queue_id, current_user.user_id)
 
 
 @workers_router.get("/workers", operation_id="list_saas_workers", response_model=list[WorkerStatus])

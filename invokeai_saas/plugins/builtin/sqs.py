@@ -6,8 +6,8 @@
   claims items for stock's own ``DefaultSessionProcessor`` (``WorkerSessionQueue``). Runs after the postgres
   plugin, whose PostgreSQL queue these extend.
 - ``saas_startup``: creates the queues (idempotent) and starts this process's reaper pass.
-- ``saas_route_overrides``: the queue status route also reports the fleet; routes that would run a model in the
-  API process are refused.
+- The queue status route reports the fleet (``invokeai_saas.routes.queue_fleet``, installed by the tenant_queue
+  plugin with the other queue views).
 - ``saas_routers``: the admin's worker list.
 - ``saas_health_probes``: a signed ListQueues.
 """
@@ -90,15 +90,6 @@ def saas_shutdown(saas_config: SaasSettings, logger: Logger) -> None:
     reaper = _state.pop("reaper", None)
     if reaper is not None:
         reaper.stop()
-
-
-@hookimpl
-def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
-    if not _active(saas_config):
-        return []
-    from invokeai_saas.routes.queue_fleet import queue_status_router
-
-    return [queue_status_router]
 
 
 @hookimpl

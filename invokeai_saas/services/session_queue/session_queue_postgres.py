@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from invokeai.app.services.invoker import Invoker
@@ -77,7 +78,6 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
-    DateTime,
     Engine,
     Integer,
     Row,
@@ -100,11 +100,21 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from invokeai_saas.db.convert import stock_ms
 from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import session_queue, users
+from invokeai_saas.services.session_queue.batch_values import check_batch_values
+from invokeai_saas.services.session_queue.dispatch_order import dispatch_order
 from invokeai_saas.services.session_queue.session_queue_stops import (
     StopHook,
     StoppedItem,
     deleted_while_running,
     run_stop_hooks,
+)
+from invokeai_saas.services.session_queue.stored_items import (
+    UNREADABLE_ERROR_TYPE,
+    UNREADABLE_MESSAGE,
+    is_unreadable,
+    item_from_values,
+    summary_from_values,
+    unreadable_reason,
 )
 
 sq = session_queue
@@ -114,6 +124,9 @@ TERMINAL_STATUSES: tuple[str, ...] = ("completed", "failed", "canceled")
 # Stock's device-affinity bounds (session_queue_sqlite.MAX_AFFINITY_MODEL_KEYS / AFFINITY_MAX_LOOKAHEAD).
 MAX_AFFINITY_MODEL_KEYS = 50
 AFFINITY_MAX_LOOKAHEAD = 32
+
+# Unreadable rows a claim fails (and skips) before it gives up for this call (see ``_claim_row``).
+MAX_UNREADABLE_PER_CLAIM = 8
 
 # Namespace for the per-queue advisory lock taken by the operations that check capacity before inserting.
 _QUEUE_LOCK_NAMESPACE = "invokeai_saas.session_queue:"
@@ -182,7 +195,9 @@ def _stock_row(row: Row[Any] | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _item_from_row(row: Row[Any]) -> SessionQueueItem:
-    return SessionQueueItem.queue_item_from_dict(_stock_row(row))
+    """Stock's ``queue_item_from_dict``, tolerant: a row whose stored JSON no longer parses is read as a placeholder
+    item instead of failing the whole read (``stored_items``)."""
+    return item_from_values(_stock_row(row))
 
 
 def _item_select() -> Select[Any]:
@@ -384,13 +399,25 @@ class PostgresSessionQueue(SessionQueueBase):
             raise SessionQueueItemNotFoundError(f"No queue item with id {item_id}")
         return _item_from_row(row)
 
+    # Saas mode's per-owner queue views (``owner_views``): the status in each event is then the owner's own, as the
+    # status route answers it (the studio copies it into its status cache). Off: stock's view.
+    _owner_views = False
+
+    def scope_views_to_owners(self) -> None:
+        self._owner_views = True
+
     def _emit_status_changed(self, queue_item: SessionQueueItem) -> None:
         """Stock's event: batch status plus the owner's view of the queue status (current item redacted
         unless it is the owner's), computed after the transition committed."""
         batch_status = self.get_batch_status(queue_id=queue_item.queue_id, batch_id=queue_item.batch_id)
-        queue_status = self.get_queue_status(
-            queue_id=queue_item.queue_id, user_id=queue_item.user_id, acting_user_id=queue_item.user_id
-        )
+        if self._owner_views:
+            from invokeai_saas.services.session_queue.owner_views import OwnerQueueViews
+
+            queue_status: SessionQueueStatus = OwnerQueueViews(self).status(queue_item.queue_id, queue_item.user_id)
+        else:
+            queue_status = self.get_queue_status(
+                queue_id=queue_item.queue_id, user_id=queue_item.user_id, acting_user_id=queue_item.user_id
+            )
         self._invoker.services.events.emit_queue_item_status_changed(queue_item, batch_status, queue_status)
 
     def _set_queue_item_status(
@@ -619,13 +646,8 @@ class PostgresSessionQueue(SessionQueueBase):
         skipped, not waited for, and a row claimed since this statement's snapshot fails the re-checked
         ``status = 'pending'`` and is skipped too.
 
-        FIFO (single-user, or ``session_queue_mode=FIFO``): priority, then insertion order — stock's query.
-
-        Round robin: stock serves the user least recently served (latest ``started_at``, users never served
-        first, ties by their best item id), taking that user's best item (priority, then id). Its first
-        row is that item; the rows after it order every pending item by (its rank within its owner's
-        items, the owner's turn), which is the sequence stock's one-at-a-time picks produce (each claim
-        sends its user to the back). That is what SKIP LOCKED needs: a dequeuer that finds user A's item
+        The order is ``dispatch_order``'s (FIFO: stock's query; round robin: stock's turns), which is what
+        SKIP LOCKED needs: its first row is the item stock would serve, and a dequeuer that finds user A's item
         being claimed by another worker takes user B's next — what stock would serve next — rather than
         returning nothing while work is pending.
 
@@ -634,46 +656,12 @@ class PostgresSessionQueue(SessionQueueBase):
         applying within a tier.
         """
         pending = (sq.c.status == "pending", *eligible)
-        tiers = (sq.c.dispatch_tier.desc(),) if tier_first else ()
-        if not round_robin:
-            return conn.execute(
-                select(sq.c.item_id, sq.c.user_id, sq.c.priority)
-                .where(*pending)
-                .order_by(*tiers, sq.c.priority.desc(), sq.c.item_id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).one_or_none()
-        per_user_order = (sq.c.priority.desc(), sq.c.item_id)
-        ranked = (
-            select(
-                sq.c.item_id,
-                sq.c.user_id,
-                func.row_number().over(partition_by=sq.c.user_id, order_by=per_user_order).label("user_rank"),
-                func.first_value(sq.c.item_id)
-                .over(partition_by=sq.c.user_id, order_by=per_user_order)
-                .label("best_item_id"),
-            )
-            .where(*pending)
-            .subquery("ranked")
-        )
-        # One MAX(started_at) seek per user with pending work (ix_session_queue_user_id_started_at), as stock.
-        pending_users = select(sq.c.user_id).where(*pending).distinct().subquery("pending_users")
-        served = sq.alias("served")
-        turns = select(
-            pending_users.c.user_id,
-            func.coalesce(
-                select(_ms(func.max(served.c.started_at)))
-                .where(served.c.user_id == pending_users.c.user_id)
-                .scalar_subquery(),
-                literal(datetime(1970, 1, 1, tzinfo=UTC), DateTime(timezone=True)),
-            ).label("last_served"),
-        ).subquery("turns")
+        source, order = dispatch_order(pending, round_robin, tier_first)
         return conn.execute(
             select(sq.c.item_id, sq.c.user_id, sq.c.priority)
-            .join(ranked, ranked.c.item_id == sq.c.item_id)
-            .join(turns, turns.c.user_id.is_not_distinct_from(ranked.c.user_id))
+            .select_from(source)
             .where(*pending)
-            .order_by(*tiers, ranked.c.user_rank, turns.c.last_served, ranked.c.best_item_id, sq.c.item_id)
+            .order_by(*order)
             .limit(1)
             .with_for_update(of=sq, skip_locked=True)
         ).one_or_none()
@@ -728,6 +716,7 @@ class PostgresSessionQueue(SessionQueueBase):
     def _enqueue_batch(self, queue_id: str, batch: Batch, prepend: bool, user_id: str) -> EnqueueBatchResult:
         """Expand the batch with upstream's helpers and insert it, under the queue's advisory lock so the
         free capacity and the prepend priority cannot change between reading and inserting."""
+        check_batch_values(batch)  # a value its node refuses would make the stored row unreadable
         max_queue_size = self._invoker.services.configuration.max_queue_size
         requested_count = calc_session_count(batch=batch)
         with self._engine.begin() as conn:
@@ -776,20 +765,31 @@ class PostgresSessionQueue(SessionQueueBase):
         resident_keys = (
             self._get_device_resident_model_keys(device) if config.session_queue_mode == "round_robin" else set()
         )
+        row = None
         with self._engine.begin() as conn:
-            candidate = self._claim_candidate(conn, round_robin)
-            if candidate is None:
-                return None
-            chosen_id = self._affinity_choice(conn, candidate, resident_keys)
-            row = self._claim_row(conn, chosen_id, device)
-        assert row is not None  # the candidate row is locked by this transaction
+            # A candidate whose stored data cannot be read is failed by its claim; the next one is tried (a few).
+            for _ in range(1 + MAX_UNREADABLE_PER_CLAIM):
+                candidate = self._claim_candidate(conn, round_robin)
+                if candidate is None:
+                    break
+                chosen_id = self._affinity_choice(conn, candidate, resident_keys)
+                row = self._claim_row(conn, chosen_id, device)  # the candidate row is locked by this transaction
+                if row is not None:
+                    break
+        self._announce_unreadable_claims()
+        if row is None:
+            return None
         queue_item = _item_from_row(row)
         self._emit_status_changed(queue_item)
         return queue_item
 
-    @staticmethod
-    def _claim_row(conn: Connection, item_id: int, device: str | None, **values: Any) -> Row[Any] | None:
-        """Flip ``item_id`` to ``in_progress`` (with ``values``) unless it finished; the full row, or None."""
+    def _claim_row(self, conn: Connection, item_id: int, device: str | None, **values: Any) -> Row[Any] | None:
+        """Flip ``item_id`` to ``in_progress`` (with ``values``) unless it finished; the full row, or None.
+
+        A row whose stored session, field values or workflow no longer parse (``stored_items``) cannot run: it is
+        failed instead, in the same transaction, with a message saying so, and None is returned as for a row
+        that finished. Its status event goes out once the caller's transaction committed
+        (``_announce_unreadable_claims``)."""
         claimed = (
             update(sq)
             .where(sq.c.item_id == item_id, sq.c.status.not_in(TERMINAL_STATUSES))
@@ -797,11 +797,40 @@ class PostgresSessionQueue(SessionQueueBase):
             .returning(*sq.c)
             .cte("claimed")
         )
-        return conn.execute(
+        row = conn.execute(
             select(
                 claimed, users.c.display_name.label("user_display_name"), users.c.email.label("user_email")
             ).select_from(claimed.outerjoin(users, users.c.user_id == claimed.c.user_id))
         ).one_or_none()
+        reason = unreadable_reason(_stock_row(row)) if row is not None else None
+        if reason is None:
+            return row
+        conn.execute(
+            update(sq)
+            .where(sq.c.item_id == item_id)
+            .values(**moved_to("failed", UNREADABLE_ERROR_TYPE, f"{UNREADABLE_MESSAGE} ({reason})"))
+        )
+        self._claims_state().unreadable.append(item_id)
+        return None
+
+    def _claims_state(self) -> threading.local:
+        state = self.__dict__.setdefault("_claims_local", threading.local())
+        if not hasattr(state, "unreadable"):
+            state.unreadable = []
+        return state
+
+    def _announce_unreadable_claims(self) -> None:
+        """Emit the status change of each item this thread's last claim failed as unreadable (now committed)."""
+        state = self._claims_state()
+        failed, state.unreadable = state.unreadable, []
+        for item_id in failed:
+            self._invoker.services.logger.warning(
+                f"Queue item {item_id} failed at its claim: its stored data is unreadable"
+            )
+            try:
+                self._emit_status_changed(self.get_queue_item(item_id))
+            except SessionQueueItemNotFoundError:
+                continue
 
     def get_next(self, queue_id: str) -> SessionQueueItem | None:
         with self._reads.connect() as conn:
@@ -1229,7 +1258,7 @@ class PostgresSessionQueue(SessionQueueBase):
                 .select_from(sq.outerjoin(users, users.c.user_id == sq.c.user_id))
                 .where(sq.c.queue_id == queue_id, _ids_in(sq.c.item_id, item_ids))
             ).all()
-        summaries = {row.item_id: SessionQueueItemSummary.queue_item_summary_from_dict(_stock_row(row)) for row in rows}
+        summaries = {row.item_id: summary_from_values(_stock_row(row)) for row in rows}
         return [summaries[item_id] for item_id in item_ids if item_id in summaries]
 
     # endregion
@@ -1368,8 +1397,8 @@ class PostgresSessionQueue(SessionQueueBase):
                 queue_item = items.get(item_id)
                 if queue_item is None or queue_item.queue_id != queue_id:
                     continue
-                if queue_item.status not in ("failed", "canceled"):
-                    continue
+                if queue_item.status not in ("failed", "canceled") or is_unreadable(queue_item):
+                    continue  # an unreadable item has no graph to run again
                 root_item_id = queue_item.root_item_id or queue_item.item_id
                 if root_item_id in seen_root_item_ids:
                     continue
@@ -1377,7 +1406,7 @@ class PostgresSessionQueue(SessionQueueBase):
                 root_queue_item = items.get(root_item_id)
                 if root_queue_item is None:
                     raise SessionQueueItemNotFoundError(f"No queue item with id {root_item_id}")
-                if root_queue_item.status not in ("failed", "canceled"):
+                if root_queue_item.status not in ("failed", "canceled") or is_unreadable(root_queue_item):
                     continue
 
                 retried_root_item_ids.append(root_item_id)

@@ -111,7 +111,10 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         # Held for the whole call so ``drain`` can wait for a claim in flight: an item claimed as SIGTERM arrives
         # must be seen (and handed back), not left for the stopping processor to cancel.
         with self._dequeue_lock:
-            return self._dequeue(device)
+            try:
+                return self._dequeue(device)
+            finally:
+                self._announce_unreadable_claims()  # items a claim failed as unreadable (``_claim_row``)
 
     def _dequeue(self, device: str | None) -> SessionQueueItem | None:
         slot = self._slot()

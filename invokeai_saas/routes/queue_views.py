@@ -1,0 +1,174 @@
+"""Stock's queue views under stock's contract, each holding only the signed-in user's items (saas mode).
+
+Stock shows every user's queue items to everybody: other users' items redacted (status, times, device and
+sequential ids still visible), ``list_all`` every item of the deployment. Here every view reads the caller's own
+items in SQL (``invokeai_saas.services.session_queue.owner_views``) — same paths, operation ids, parameters and
+response models, so the studio and generated clients are unchanged:
+
+- ``list_all``, ``item_ids``, ``items_by_ids``, ``item_summaries_by_ids``, ``current``, ``next``: the caller's items;
+  an id of someone else's item is skipped as an unknown id is;
+- ``GET /i/{item_id}``: the owner's item; someone else's answers 404, the same answer as an id that does not exist
+  (stock answers a redacted copy, which confirms the item exists and shows its status and times; a 403 would
+  still confirm it exists);
+- ``b/{batch_id}/status`` and ``counts_by_destination``: the caller's items (stock counts every user's for admins).
+
+Administrators are users here too: the studio is their own workspace and shows their own items (a fleet view
+belongs to the admin routes). They may still fetch any item by id, as they may cancel or delete any item by id in
+stock: they need to see what they act on. The status route is ``invokeai_saas.routes.queue_fleet``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query
+from invokeai.app.api.auth_dependencies import CurrentUserOrDefault
+from invokeai.app.api.dependencies import ApiDependencies
+from invokeai.app.api.routers.session_queue import MAX_QUEUE_ITEM_IDS_PER_REQUEST
+from invokeai.app.services.session_queue.session_queue_common import (
+    BatchStatus,
+    ItemIdsResult,
+    SessionQueueCountsByDestination,
+    SessionQueueItem,
+    SessionQueueItemNotFoundError,
+    SessionQueueItemSummary,
+)
+from invokeai.app.services.shared.sqlite.sqlite_common import SQLiteDirection
+
+from invokeai_saas.services.session_queue.owner_views import OwnerQueueViews
+from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
+
+queue_views_router = APIRouter(prefix="/v1/queue", tags=["queue"])  # the stock router's own prefix
+
+QueueId = Annotated[str, Path(description="The queue id to perform this operation on")]
+ItemIds = Annotated[
+    list[int],
+    Body(
+        embed=True,
+        max_length=MAX_QUEUE_ITEM_IDS_PER_REQUEST,
+        description="Object containing list of queue item ids to fetch queue items for",
+    ),
+]
+
+
+def _queue() -> PostgresSessionQueue:
+    queue = ApiDependencies.invoker.services.session_queue
+    if not isinstance(queue, PostgresSessionQueue):  # the plugin installs these routes only on PostgreSQL
+        raise HTTPException(status_code=503, detail="The queue views need the PostgreSQL session queue")
+    return queue
+
+
+def _views() -> OwnerQueueViews:
+    return OwnerQueueViews(_queue())
+
+
+@queue_views_router.get(
+    "/{queue_id}/list_all", operation_id="list_all_queue_items", responses={200: {"model": list[SessionQueueItem]}}
+)
+def list_all_queue_items(
+    current_user: CurrentUserOrDefault,
+    queue_id: QueueId,
+    destination: str | None = Query(default=None, description="The destination of queue items to fetch"),
+) -> list[SessionQueueItem]:
+    """Gets all of your queue items"""
+    return _views().list_items(queue_id, current_user.user_id, destination)
+
+
+@queue_views_router.get(
+    "/{queue_id}/item_ids", operation_id="get_queue_item_ids", responses={200: {"model": ItemIdsResult}}
+)
+def get_queue_item_ids(
+    current_user: CurrentUserOrDefault,
+    queue_id: QueueId,
+    order_dir: Annotated[SQLiteDirection, Query(description="The order of sort")] = SQLiteDirection.Descending,
+) -> ItemIdsResult:
+    """Gets the ids of your queue items, by creation time"""
+    return _queue().get_queue_item_ids(queue_id=queue_id, order_dir=order_dir, user_id=current_user.user_id)
+
+
+@queue_views_router.post(
+    "/{queue_id}/items_by_ids",
+    operation_id="get_queue_items_by_item_ids",
+    responses={200: {"model": list[SessionQueueItem]}},
+)
+def get_queue_items_by_item_ids(
+    current_user: CurrentUserOrDefault, queue_id: QueueId, item_ids: ItemIds
+) -> list[SessionQueueItem]:
+    """Gets your queue items among the given ids, in their order (others' and unknown ids are skipped)"""
+    return _views().items_by_ids(queue_id, current_user.user_id, item_ids)
+
+
+@queue_views_router.post(
+    "/{queue_id}/item_summaries_by_ids",
+    operation_id="get_queue_item_summaries_by_ids",
+    responses={200: {"model": list[SessionQueueItemSummary]}},
+)
+def get_queue_item_summaries_by_ids(
+    current_user: CurrentUserOrDefault, queue_id: QueueId, item_ids: ItemIds
+) -> list[SessionQueueItemSummary]:
+    """Gets lightweight summaries of your queue items among the given ids, in their order"""
+    return _views().summaries_by_ids(queue_id, current_user.user_id, item_ids)
+
+
+@queue_views_router.get(
+    "/{queue_id}/current", operation_id="get_current_queue_item", responses={200: {"model": SessionQueueItem | None}}
+)
+def get_current_queue_item(current_user: CurrentUserOrDefault, queue_id: QueueId) -> SessionQueueItem | None:
+    """Gets your queue item that is running (the first, when several run)"""
+    return _views().current(queue_id, current_user.user_id)
+
+
+@queue_views_router.get(
+    "/{queue_id}/next", operation_id="get_next_queue_item", responses={200: {"model": SessionQueueItem | None}}
+)
+def get_next_queue_item(current_user: CurrentUserOrDefault, queue_id: QueueId) -> SessionQueueItem | None:
+    """Gets your next pending queue item, without executing it"""
+    return _views().next(queue_id, current_user.user_id)
+
+
+@queue_views_router.get(
+    "/{queue_id}/b/{batch_id}/status", operation_id="get_batch_status", responses={200: {"model": BatchStatus}}
+)
+def get_batch_status(
+    current_user: CurrentUserOrDefault,
+    queue_id: QueueId,
+    batch_id: str = Path(description="The batch to get the status of"),
+) -> BatchStatus:
+    """Gets the status of one of your batches"""
+    return _queue().get_batch_status(queue_id=queue_id, batch_id=batch_id, user_id=current_user.user_id)
+
+
+@queue_views_router.get(
+    "/{queue_id}/counts_by_destination",
+    operation_id="counts_by_destination",
+    responses={200: {"model": SessionQueueCountsByDestination}},
+)
+def counts_by_destination(
+    current_user: CurrentUserOrDefault,
+    queue_id: str = Path(description="The queue id to query"),
+    destination: str = Query(description="The destination to query"),
+) -> SessionQueueCountsByDestination:
+    """Gets the counts of your queue items by destination"""
+    return _queue().get_counts_by_destination(queue_id=queue_id, destination=destination, user_id=current_user.user_id)
+
+
+@queue_views_router.get(
+    "/{queue_id}/i/{item_id}",
+    operation_id="get_queue_item",
+    responses={200: {"model": SessionQueueItem}},
+    response_model_exclude_none=True,
+)
+def get_queue_item(
+    current_user: CurrentUserOrDefault,
+    queue_id: QueueId,
+    item_id: int = Path(description="The queue item to get"),
+) -> SessionQueueItem:
+    """Gets one of your queue items (administrators: any item)"""
+    not_found = HTTPException(status_code=404, detail=f"Queue item with id {item_id} not found in queue {queue_id}")
+    try:
+        queue_item = _queue().get_queue_item(item_id=item_id)
+    except SessionQueueItemNotFoundError:
+        raise not_found from None
+    if queue_item.queue_id != queue_id or (queue_item.user_id != current_user.user_id and not current_user.is_admin):
+        raise not_found
+    return queue_item

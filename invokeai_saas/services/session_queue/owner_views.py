@@ -1,0 +1,180 @@
+"""The shared queue as one user sees it in saas mode: only that user's items, filtered in SQL.
+
+Stock's queue views show every user's items to everybody (redacted for non-owners: status, times, device and
+sequential ids still show), and ``list_all`` returns every item of the deployment: at scale a megabyte answer on
+every studio load, and other tenants' activity on display. Here each read takes the user and filters on it in the
+statement, one statement per read whatever the number of items (no per-item reads: ``items_by_ids`` is one
+statement where stock's route reads item by item). Administrators see their own items too: the studio is their
+own workspace; the fleet is the admin routes' concern.
+
+The status is the user's own: their counts by status, their running item's ids, and ``items_ahead``, how many
+pending items (anyone's) workers serve before the user's next one (``dispatch_order``) — from one statement, so
+the numbers come from one snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invokeai.app.services.session_queue.session_queue_common import (
+    SessionQueueItem,
+    SessionQueueItemSummary,
+    SessionQueueStatus,
+)
+from pydantic import Field
+from sqlalchemy import func, select, true
+
+from invokeai_saas.db.tables import session_queue as sq
+from invokeai_saas.db.tables import users
+from invokeai_saas.services.session_queue.dispatch_order import items_ahead
+from invokeai_saas.services.session_queue.session_queue_postgres import (
+    PostgresSessionQueue,
+    _ids_in,
+    _item_from_row,
+    _item_select,
+    _ms,
+    _stock_row,
+)
+from invokeai_saas.services.session_queue.stored_items import summary_from_values
+
+
+class OwnerQueueStatus(SessionQueueStatus):
+    """Stock's queue status, every count the user's own, plus the user's place in the queue."""
+
+    items_ahead: int | None = Field(
+        default=None,
+        description="How many pending items (all users') are served before your next pending item; 0 when yours is "
+        "next, null when you have none pending",
+    )
+
+
+class OwnerQueueViews:
+    """Reads of ``queue`` scoped to one owner (see the module docstring)."""
+
+    def __init__(self, queue: PostgresSessionQueue) -> None:
+        self._queue = queue
+        self._reads = queue._reads
+
+    def _round_robin(self) -> bool:
+        config = self._queue._invoker.services.configuration
+        return bool(config.multiuser and config.session_queue_mode == "round_robin")
+
+    def list_items(self, queue_id: str, user_id: str, destination: str | None = None) -> list[SessionQueueItem]:
+        """Stock's ``list_all_queue_items`` order (priority, then item id), the user's items only."""
+
+        conditions = [sq.c.queue_id == queue_id, sq.c.user_id == user_id]
+        if destination is not None:
+            conditions.append(sq.c.destination == destination)
+        with self._reads.connect() as conn:
+            rows = conn.execute(_item_select().where(*conditions).order_by(sq.c.priority.desc(), sq.c.item_id)).all()
+        return [_item_from_row(row) for row in rows]
+
+    def items_by_ids(self, queue_id: str, user_id: str, item_ids: list[int]) -> list[SessionQueueItem]:
+        """The user's items among ``item_ids``, in the requested order (repeats repeated, others skipped, as stock)."""
+
+        if not item_ids:
+            return []
+        with self._reads.connect() as conn:
+            rows = conn.execute(
+                _item_select().where(
+                    sq.c.queue_id == queue_id, sq.c.user_id == user_id, _ids_in(sq.c.item_id, item_ids)
+                )
+            ).all()
+        items = {row.item_id: _item_from_row(row) for row in rows}
+        return [items[item_id] for item_id in item_ids if item_id in items]
+
+    def summaries_by_ids(self, queue_id: str, user_id: str, item_ids: list[int]) -> list[SessionQueueItemSummary]:
+
+        if not item_ids:
+            return []
+        with self._reads.connect() as conn:
+            rows = conn.execute(
+                select(
+                    sq.c.item_id,
+                    sq.c.created_at,
+                    sq.c.status,
+                    sq.c.device,
+                    sq.c.started_at,
+                    sq.c.completed_at,
+                    sq.c.origin,
+                    sq.c.destination,
+                    sq.c.batch_id,
+                    sq.c.user_id,
+                    users.c.display_name.label("user_display_name"),
+                    users.c.email.label("user_email"),
+                    sq.c.field_values,
+                    sq.c.parent_item_id,
+                )
+                .select_from(sq.outerjoin(users, users.c.user_id == sq.c.user_id))
+                .where(sq.c.queue_id == queue_id, sq.c.user_id == user_id, _ids_in(sq.c.item_id, item_ids))
+            ).all()
+        summaries = {row.item_id: summary_from_values(_stock_row(row)) for row in rows}
+        return [summaries[item_id] for item_id in item_ids if item_id in summaries]
+
+    def current(self, queue_id: str, user_id: str) -> SessionQueueItem | None:
+        """The user's running item (the first by id when several run on several workers)."""
+        return self._first(queue_id, user_id, "in_progress")
+
+    def next(self, queue_id: str, user_id: str) -> SessionQueueItem | None:
+        """The user's next pending item in stock's ``get_next`` order (priority, creation, id)."""
+        return self._first(queue_id, user_id, "pending")
+
+    def _first(self, queue_id: str, user_id: str, status: str) -> SessionQueueItem | None:
+
+        order: tuple[Any, ...] = (sq.c.item_id,)
+        if status == "pending":
+            order = (sq.c.priority.desc(), _ms(sq.c.created_at), sq.c.item_id)
+        with self._reads.connect() as conn:
+            row = conn.execute(
+                _item_select()
+                .where(sq.c.queue_id == queue_id, sq.c.user_id == user_id, sq.c.status == status)
+                .order_by(*order)
+                .limit(1)
+            ).one_or_none()
+        return _item_from_row(row) if row is not None else None
+
+    def status(self, queue_id: str, user_id: str) -> OwnerQueueStatus:
+        """The user's counts, running item and place in the queue, from one statement (one snapshot)."""
+        counts = (
+            select(sq.c.status, func.count().label("total"))
+            .where(sq.c.queue_id == queue_id, sq.c.user_id == user_id)
+            .group_by(sq.c.status)
+            .subquery("counts")
+        )
+        current = (
+            select(sq.c.item_id, sq.c.session_id, sq.c.batch_id)
+            .where(sq.c.queue_id == queue_id, sq.c.user_id == user_id, sq.c.status == "in_progress")
+            .order_by(sq.c.item_id)
+            .limit(1)
+            .subquery("current_item")
+        )
+        ahead = items_ahead(queue_id, user_id, self._round_robin()).label("items_ahead")
+        with self._reads.connect() as conn:
+            rows = conn.execute(
+                select(
+                    counts.c.status,
+                    counts.c.total,
+                    current.c.item_id,
+                    current.c.session_id,
+                    current.c.batch_id,
+                    ahead,
+                ).select_from(counts.outerjoin(current, true()))
+            ).all()
+        totals = {row.status: row.total for row in rows}
+        first = rows[0] if rows else None
+        return OwnerQueueStatus(
+            queue_id=queue_id,
+            item_id=first.item_id if first is not None else None,
+            session_id=first.session_id if first is not None else None,
+            batch_id=first.batch_id if first is not None else None,
+            pending=totals.get("pending", 0),
+            in_progress=totals.get("in_progress", 0),
+            waiting=totals.get("waiting", 0),
+            completed=totals.get("completed", 0),
+            failed=totals.get("failed", 0),
+            canceled=totals.get("canceled", 0),
+            total=sum(totals.values()),
+            user_pending=totals.get("pending", 0),
+            user_in_progress=totals.get("in_progress", 0),
+            items_ahead=first.items_ahead if first is not None else None,
+        )
