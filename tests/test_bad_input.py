@@ -1,8 +1,9 @@
 """Bad input gets a clear 4xx, in one place for every route (``invokeai_saas/routes/bad_input.py``,
 ``request_limits.py``, ``outages.py``): NUL characters, lone surrogates, integers past ``bigint``, ``NaN`` and
-infinities in query, path and JSON bodies; a negative paging value a stock route hands PostgreSQL; oversized
-non-upload bodies (413). Uploads pass untouched. The content limits: a per-user workflow count and a per-user
-retained queue history. Each was a 500 (most with the SQL statement in ``detail``), or an unbounded store, before.
+infinities in query, path and JSON bodies; negative paging on the replaced workflow list; a file name too long for
+the file system (``file_name_errors.py``); oversized non-upload bodies (413). Uploads pass untouched. The content
+limits: a per-user workflow count and a per-user retained queue history. Each was a 500 (most with the SQL
+statement in ``detail``), or an unbounded store, before.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ REFUSED: list[tuple[str, str, str, dict[str, Any]]] = [
     ("surrogate-name", "PATCH", "/api/v1/boards/{board}", _raw('{"board_name": "a\\ud800b"}')),
     ("surrogate-workflow", "POST", "/api/v1/workflows/",
      _raw(json.dumps({"workflow": empty_workflow("NAME")}).replace("NAME", "a\\udfffb"))),
+    ("file-name-too-long", "GET", "/api/v1/utilities/fonts/" + "y" * 300 + ".ttf", {}),
     ("per-page-negative", "GET", "/api/v1/workflows/", {"params": {"per_page": "-1"}}),
     ("page-negative", "GET", "/api/v1/workflows/", {"params": {"page": "-1", "per_page": "5"}}),
 ]  # fmt: skip
