@@ -19,8 +19,9 @@ with a 5xx status gets one generic body instead, in one place: ``ServerErrorBodi
 what every route and exception handler answered before compression) replaces the body and logs the original with a
 short reference that the generic body quotes, so an operator can find it from a user's report. Unhandled exceptions
 are answered above all middleware (Starlette's ``ServerErrorMiddleware``), so ``generic_server_error`` is the app's
-handler for them, with the same body. Deliberate outage answers (503 with ``Retry-After``: the object store, the
-database) pass unchanged: their fixed messages say what happened and when to try again.
+handler for them, with the same body. 503 answers pass unchanged: saas mode answers them on purpose (an outage of the
+object store or the database, with ``Retry-After``; the health report; a feature this server does not run), with
+messages written for the client, and stock answers none.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -81,12 +81,14 @@ def _generic_body(reference: str) -> bytes:
     return json.dumps({"detail": SERVER_ERROR_DETAIL.format(reference=reference)}).encode()
 
 
-def _is_outage_answer(status: int, headers: Headers) -> bool:
-    return status == 503 and "retry-after" in headers
+def _is_deliberate(status: int) -> bool:
+    """503 is only ever answered on purpose, with a message written for the client (an outage with
+    ``Retry-After``, the health route's report, a feature this server does not run); stock raises none."""
+    return status == 503
 
 
 class ServerErrorBodiesMiddleware:
-    """Replace the body of every 5xx answer (outage answers aside) with the generic one, logging the original."""
+    """Replace the body of every 5xx answer but 503 with the generic one, logging the original."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -102,7 +104,7 @@ class ServerErrorBodiesMiddleware:
             nonlocal start
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                if status >= 500 and not _is_outage_answer(status, Headers(raw=message.get("headers", []))):
+                if status >= 500 and not _is_deliberate(status):
                     start = message  # held until the body is complete
                     return
                 await send(message)
