@@ -175,19 +175,22 @@ def test_workflows_per_user_are_counted(saas_web: InvokeAIWebServer, saas_db: En
     assert again.status_code == 200, again.text
 
 
-def test_the_workflow_list_is_still_per_user(saas_web: InvokeAIWebServer, user: dict[str, Any]) -> None:
+def test_the_workflow_list_is_still_per_user(
+    saas_web: InvokeAIWebServer, saas_db: Engine, user: dict[str, Any]
+) -> None:
     """The replaced list route with valid paging: a user never sees another's private workflows."""
     url = f"{saas_web.url}/api/v1/workflows/"
-    mine = httpx.post(url, json={"workflow": empty_workflow("private to one")}, headers=user["headers"])
+    name = f"private to one {uuid.uuid4().hex[:6]}"
+    mine = httpx.post(url, json={"workflow": empty_workflow(name)}, headers=user["headers"])
     assert mine.status_code == 200, mine.text
     other_id, other = saas_user(saas_web, "other-lister")
-    with httpx.Client() as client:
-        listed = client.get(url, params={"per_page": "50", "page": "0", "categories": "user"}, headers=other)
-    assert listed.status_code in (200, 403), listed.text  # a Trial user has no node editor at all
-    if listed.status_code == 200:
+    set_plan(saas_db, other_id, "tester")
+    for params in ({"per_page": "50", "page": "0", "categories": "user"}, {"query": name}):
+        listed = httpx.get(url, params=params, headers=other)
+        assert listed.status_code == 200, listed.text
         assert mine.json()["workflow_id"] not in {w["workflow_id"] for w in listed.json()["items"]}
-    own = httpx.get(url, params={"per_page": "1", "page": "0", "query": "private to one"}, headers=user["headers"])
-    assert own.status_code == 200 and own.json()["items"], own.text
+    own = httpx.get(url, params={"per_page": "1", "page": "0", "query": name}, headers=user["headers"])
+    assert own.status_code == 200 and [w["workflow_id"] for w in own.json()["items"]] == [mine.json()["workflow_id"]]
 
 
 def test_queue_history_is_bounded_per_user(pg_engine: Engine) -> None:

@@ -21,7 +21,7 @@ short reference that the generic body quotes, so an operator can find it from a 
 are answered above all middleware (Starlette's ``ServerErrorMiddleware``), so ``generic_server_error`` is the app's
 handler for them, with the same body. 503 answers pass unchanged: saas mode answers them on purpose (an outage of the
 object store or the database, with ``Retry-After``; the health report; a feature this server does not run), with
-messages written for the client, and stock answers none.
+messages written for the client; stock's only 503 ("Image move service unavailable") is a fixed text too.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def _generic_body(reference: str) -> bytes:
 
 def _is_deliberate(status: int) -> bool:
     """503 is only ever answered on purpose, with a message written for the client (an outage with
-    ``Retry-After``, the health route's report, a feature this server does not run); stock raises none."""
+    ``Retry-After``, the health route's report, a feature this server does not run); stock's one 503 is a fixed
+    text too."""
     return status == 503
 
 
