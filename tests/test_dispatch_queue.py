@@ -234,7 +234,8 @@ def test_a_lost_lease_is_taken_over_and_the_old_workers_writes_change_nothing(d:
     result = d.api.reap()
     assert result.ran and result.requeued == [item_id]
     assert d.item(item_id).status == "pending"
-    assert w0.beat() == [item_id]  # the old worker learns it lost the item and must stop it
+    # The old worker learns it lost the item and must stop it.
+    assert [(s.item_id, s.reason) for s in w0.beat()] == [(item_id, "taken over")]
     w0.complete_queue_item(item_id)  # a late write from the old run is fenced out
     assert d.item(item_id).status == "pending"
     again = w1.dequeue()  # the reaper re-dispatched it

@@ -18,7 +18,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.tables import fleet_state, workers
 
-WORKER_STATES = ("idle", "busy", "paused", "draining")
+# ``unhealthy``: a processing thread died; the worker is letting go of its item and restarting the thread.
+WORKER_STATES = ("idle", "busy", "paused", "draining", "unhealthy")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,10 @@ class WorkerStatus(BaseModel):
     gpu_name: str | None
     gpu_memory_bytes: int | None
     tiers: list[int]
-    state: str = Field(description="idle, busy, paused, draining, or stopped / lost")
+    state: str = Field(
+        description="idle, busy, paused, draining, unhealthy (a processing thread died and is being restarted), "
+        "or stopped / lost"
+    )
     current_item_id: int | None
     started_at: datetime
     last_beat_at: datetime
@@ -56,7 +60,7 @@ class FleetSummary(BaseModel):
 
     workers: int = Field(description="Workers that beat within the lease period")
     busy: int = Field(description="Live workers running an item")
-    idle: int = Field(description="Live workers waiting for work (or paused)")
+    idle: int = Field(description="Live workers waiting for work (or paused); an unhealthy worker is not idle")
     paused: bool = Field(description="Whether the processor is paused fleet-wide")
 
 
@@ -172,8 +176,8 @@ class WorkerRegistry:
         return result
 
     def summary(self, paused: bool) -> FleetSummary:
+        idle = func.count().filter(workers.c.current_item_id.is_(None), workers.c.state != "unhealthy")
+        counts = select(func.count(), func.count(workers.c.current_item_id), idle).select_from(workers)
         with self._engine.connect() as conn:
-            total, busy = conn.execute(
-                select(func.count(), func.count(workers.c.current_item_id)).select_from(workers).where(self._live())
-            ).one()
-        return FleetSummary(workers=total, busy=busy, idle=total - busy, paused=paused)
+            total, busy, idle_count = conn.execute(counts.where(self._live())).one()
+        return FleetSummary(workers=total, busy=busy, idle=idle_count, paused=paused)

@@ -7,9 +7,12 @@ process. Two things differ, both through the plugins: the session queue claims i
 in-process event handlers (the processor's cancel handling among them) are registered on it directly. The
 Redis relay replays the API processes' events into it, which is how a cancel reaches the running item.
 
-The main thread beats: registry row, lease renewals, message visibility, the fleet's pause switch. An item
-whose lease was taken over (this worker missed its beats) is stopped at once. SIGTERM drains: no new
-messages; the current item may finish for ``worker_drain_seconds``, then it is handed back to the queue.
+The main thread beats: registry row, lease renewals, message visibility, the fleet's pause switch. The lease
+renewal also reads each held item's status in PostgreSQL, so an item deleted, canceled or failed elsewhere, or
+taken over after missed beats, is stopped within one beat whether or not its event came through Redis, and is
+logged once with the reason. The beat also checks stock's processing threads are alive: a dead one makes the
+worker ``unhealthy`` until its item is handed back and the thread restarted (``processor_threads``). SIGTERM
+drains: no new messages; the current item may finish for ``worker_drain_seconds``, then it is handed back.
 """
 
 from __future__ import annotations
@@ -30,7 +33,19 @@ from types import FrameType
 from typing import Any
 
 from invokeai_saas.dispatch.fleet import FleetState, WorkerInfo, WorkerRegistry
+from invokeai_saas.patches.session_processor_default_workers import cancel_item
 from invokeai_saas.runtime import WorkerRole, set_worker_role
+from invokeai_saas.worker.processor_threads import ProcessorThreads, ProcessorThreadsFailing
+
+# The exit status of a worker whose processing threads kept dying: its supervisor should start a fresh process.
+EXIT_PROCESSOR_FAILING = 3
+
+_STOP_MESSAGES = {
+    "deleted": "Queue item {} was deleted; stopping it here",
+    "canceled": "Queue item {} was canceled; stopping it here",
+    "failed": "Queue item {} was failed by another process; stopping it here",
+    "taken over": "Lost the lease on queue item {} (taken over by another worker after missed beats); stopping it here",
+}
 
 
 class WorkerStartError(RuntimeError):
@@ -127,6 +142,7 @@ class Worker:
         # the session processor and others) receive the events this process dispatches or the relay replays.
         handler_store[event_handler_id] = [local_handler]
         queue = None
+        exit_code = 0
         try:
             ApiDependencies.initialize(config=config, event_handler_id=event_handler_id, loop=loop, logger=logger)
             loop_thread = threading.Thread(target=loop.run_forever, name="invokeai-saas-worker-events", daemon=True)
@@ -139,8 +155,13 @@ class Worker:
             if not isinstance(queue, WorkerSessionQueue):
                 raise WorkerStartError("the sqs plugin is disabled: this process cannot claim queue items")
             logger.info(f"Worker {self.worker_id} started on {device}, tiers {list(tiers)}")
-            self._beat_until_stopped(queue, services.session_processor, registry, fleet, settings, logger)
-            self._drain(queue, services.session_processor, registry, settings, logger)
+            drain_seconds = settings.worker_drain_seconds
+            try:
+                self._beat_until_stopped(queue, services.session_processor, registry, fleet, settings, logger)
+            except ProcessorThreadsFailing as e:
+                logger.error(f"Worker {self.worker_id}: {e}; handing back its items and exiting for a restart")
+                exit_code, drain_seconds = EXIT_PROCESSOR_FAILING, 0.0
+            self._drain(queue, services.session_processor, registry, settings, drain_seconds, logger)
         finally:
             registry.deregister(self.worker_id)
             try:
@@ -148,50 +169,70 @@ class Worker:
             finally:
                 loop.call_soon_threadsafe(loop.stop)
         logger.info(f"Worker {self.worker_id} stopped")
-        return 0
+        return exit_code
 
     def _beat_until_stopped(
         self, queue: Any, processor: Any, registry: WorkerRegistry, fleet: FleetState, settings: Any, logger: Logger
     ) -> None:
+        threads = ProcessorThreads(processor, queue, logger)
         last_renewed = time.monotonic()
+        unrenewed: set[int] = set()
         while not self._stop.is_set():
             try:
+                dead = threads.dead()
                 paused = fleet.is_paused()
                 queue.set_paused(paused)
-                lost = queue.beat()
+                stopped = queue.beat()
                 last_renewed = time.monotonic()
-                for item_id in lost:
-                    logger.error(f"Lost the lease on queue item {item_id} (taken over); stopping it here")
-                    _cancel_local_run(processor, item_id)
+                unrenewed.clear()
+                for item in stopped:
+                    if item.first:
+                        # A user's cancel or delete is routine; a stop by another process, or a takeover, is not.
+                        log = {"taken over": logger.error, "failed": logger.warning}.get(item.reason, logger.info)
+                        log(_STOP_MESSAGES[item.reason].format(item.item_id))
+                    cancel_item(processor, item.item_id)
                 current = queue.current_item_ids()
-                state = "busy" if current else ("paused" if paused else "idle")
+                if dead:
+                    state = "unhealthy"
+                else:
+                    state = "busy" if current else ("paused" if paused else "idle")
                 registry.beat(self.worker_id, state, current[0] if current else None)
+                if dead:
+                    threads.recover(dead)
+            except ProcessorThreadsFailing:
+                raise
             except Exception as e:
-                logger.warning(f"Worker beat failed ({type(e).__name__}: {e})")
+                logger.warning(f"Worker beat failed ({type(e).__name__}: {_first_line(e)})")
                 if time.monotonic() - last_renewed > settings.worker_lease_seconds:
                     # The database is unreachable: the reaper may take these items over any moment now, and two
                     # workers must never run one item. Stop them here first.
                     for item_id in queue.current_item_ids():
-                        logger.error(f"Could not renew the lease on queue item {item_id}; stopping it here")
-                        _cancel_local_run(processor, item_id)
+                        if item_id not in unrenewed:
+                            unrenewed.add(item_id)
+                            logger.error(f"Could not renew the lease on queue item {item_id}; stopping it here")
+                        queue.run_unrecorded(item_id)
+                        cancel_item(processor, item_id)
             self._stop.wait(settings.worker_heartbeat_seconds)
 
-    def _drain(self, queue: Any, processor: Any, registry: WorkerRegistry, settings: Any, logger: Logger) -> None:
-        """Take no new work; let the current item finish, then hand back what is still running."""
+    def _drain(
+        self, queue: Any, processor: Any, registry: WorkerRegistry, settings: Any, seconds: float, logger: Logger
+    ) -> None:
+        """Take no new work; let the current item finish for ``seconds``, then hand back what is still running."""
         queue.drain()
-        logger.info(f"Worker {self.worker_id} draining (up to {settings.worker_drain_seconds:.0f}s)")
-        deadline = time.monotonic() + settings.worker_drain_seconds
+        logger.info(f"Worker {self.worker_id} draining (up to {seconds:.0f}s)")
+        deadline = time.monotonic() + seconds
         while queue.current_item_ids() and time.monotonic() < deadline:
             current = queue.current_item_ids()
             registry.beat(self.worker_id, "draining", current[0] if current else None)
-            queue.beat()
+            for item in queue.beat():
+                cancel_item(processor, item.item_id)
             time.sleep(min(settings.worker_heartbeat_seconds, 0.2))
         for item_id in queue.current_item_ids():
             handed_back = queue.hand_back(item_id)
             logger.warning(
                 f"Queue item {item_id} {'handed back to the queue' if handed_back else 'stopped'} at shutdown"
             )
-            _cancel_local_run(processor, item_id)
+            cancel_item(processor, item_id)
         processor.stop()
 
 
@@ -205,13 +246,9 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _cancel_local_run(processor: Any, item_id: int) -> None:
-    """Stop ``item_id`` in this process only: set the cancel event of the stock processor thread running it
-    (the queue item's status is not touched; the caller already moved or lost it)."""
-    for worker in getattr(processor, "_workers", []):
-        queue_item = worker.queue_item
-        if queue_item is not None and queue_item.item_id == item_id:
-            worker.cancel_event.set()
+def _first_line(error: Exception) -> str:
+    """The error's first line: a driver's message goes on with the SQL statement, which the log does not need."""
+    return str(error).split("\n", 1)[0]
 
 
 def main(root: Path, tiers: list[int] | None, worker_id: str | None) -> int:

@@ -16,7 +16,13 @@ this is the one place where SQS, the claim and the lease meet:
    When every pending item belongs to a capped owner, the message is parked (a count per tier) and deleted.
 4. **The claim is a lease**: a row in ``session_queue_leases`` with a fencing token; every write this worker makes
    about the item (status transitions, the session) is conditional on it, so after the reaper took the item over
-   a late write from here changes nothing. The worker's beat renews the lease and the message's visibility.
+   a late write from here changes nothing. The worker's beat renews the lease and the message's visibility, and
+   in the same statement reads each held item's status: an item deleted, canceled or failed by another process
+   (or taken over) is reported, so the worker stops it within one beat whether or not the event reached it.
+5. **The end of a run is written through a database outage**: status transitions, the session and the lease's
+   release are retried for about a lease period (``invokeai_saas.worker.outage``). A run that ends without its
+   outcome written (the retries ran out, the worker stopped it for a lease it could not renew, its thread died)
+   leaves its item ``in_progress``; when the claim ends it is handed back to run again, not left claimed.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from invokeai_saas.services.session_queue.session_queue_postgres import (
     moved_to,
     sq,
 )
+from invokeai_saas.worker.outage import DatabaseUnavailable, retry_through_outage
 
 logger = logging.getLogger("invokeai_saas.worker")
 
@@ -67,6 +74,23 @@ class Claim:
     claim_token: str
     token: DispatchToken | None
     tier: int
+    # This worker is recording the run's end itself (a transition out of in_progress): the beat leaves it alone.
+    ending: bool = False
+    # Why the beat found the item stopped elsewhere (each reason reported once: a delete cancels first).
+    stop_reason: str | None = None
+    # The run stopped, or its thread died, without its outcome written: the item goes back when the claim ends.
+    unrecorded: bool = False
+
+
+@dataclass(frozen=True)
+class StoppedElsewhere:
+    """A held item that must stop here: ``reason`` is ``deleted``, ``canceled``, ``failed`` (by another process,
+    e.g. a spending cap) or ``taken over`` (the lease went to another worker after missed beats); ``first`` is
+    whether this beat is the first to see it so (a deleted item may be seen canceled first)."""
+
+    item_id: int
+    reason: str
+    first: bool
 
 
 @dataclass
@@ -252,22 +276,90 @@ class WorkerSessionQueue(DispatchingSessionQueue):
 
     # region the end of a run
 
-    def _finish(self, slot: _Slot) -> None:
+    def _finish(self, slot: _Slot) -> bool:
         """The processor is done with the slot's item: drop the lease, and give back one parked message of its
-        tier (the owner's running count just went down), under the claim lock so no claim parks in between."""
+        tier (the owner's running count just went down), under the claim lock so no claim parks in between.
+
+        A run that ended without its outcome written (``Claim.unrecorded``) leaves the item ``in_progress`` under
+        this claim: it is handed back to run again, its message released for it. The claim is forgotten only once
+        that is written (retried through an outage; on failure the next dequeue tries again). Returns whether the
+        item was handed back."""
         claim = slot.claim
         assert claim is not None
+
+        def release() -> tuple[bool, bool, bool]:
+            with self._engine.begin() as conn:
+                self._lock_claims(conn)
+                unrecorded = claim.unrecorded and not claim.ending
+                moved, pinned = self._let_go(conn, claim, running_only=True) if unrecorded else (False, False)
+                conn.execute(
+                    delete(leases).where(leases.c.item_id == claim.item_id, leases.c.claim_token == claim.claim_token)
+                )
+                return moved, pinned, self.unpark(conn, claim.tier)
+
+        moved, pinned, unparked = retry_through_outage(
+            release, self._outage_budget, f"releasing queue item {claim.item_id}"
+        )
         slot.claim = None
         with self._lock:
             self._fences.pop(claim.item_id, None)
-        with self._engine.begin() as conn:
-            self._lock_claims(conn)
-            conn.execute(
-                delete(leases).where(leases.c.item_id == claim.item_id, leases.c.claim_token == claim.claim_token)
-            )
-            unparked = self.unpark(conn, claim.tier)
+        if moved:
+            outcome = "it failed (a workflow call's intermediates stay here)" if pinned else "it runs again"
+            logger.warning(f"Queue item {claim.item_id} ended here without its outcome written; {outcome}")
+            if not pinned:
+                token, slot.token = slot.token, None
+                if token is not None:
+                    self._release_token(token)
+            self._emit_moved(claim.item_id)
         if unparked:
             self._send_tokens({claim.tier: 1})
+        return moved
+
+    def release_thread(self, thread_ident: int) -> int | None:
+        """A processing thread died: let go of what it held (see ``_finish``), as its next dequeue would have.
+        Returns the item it held, if any."""
+        with self._lock:
+            slot = self._slots.get(thread_ident)
+        if slot is None:
+            return None
+        item_id = slot.claim.item_id if slot.claim is not None else None
+        if slot.claim is not None:
+            slot.claim.unrecorded = True
+            self._finish(slot)
+        self._drop_token(slot)
+        with self._lock:
+            self._slots.pop(thread_ident, None)
+        return item_id
+
+    def _let_go(self, conn: Connection, claim: Claim, *, running_only: bool) -> tuple[bool, bool]:
+        """Move the claimed item back to ``pending`` (a workflow-call chain item, whose intermediates are on this
+        worker's disk, fails with a clear error instead), conditional on the claim's fence. Returns whether it
+        moved and whether it is pinned to this worker. ``running_only``: only an item still ``in_progress``
+        (else any unfinished one); a run that ended unrecorded counts as an attempt, a drain does not."""
+        fence = exists().where(leases.c.item_id == claim.item_id, leases.c.claim_token == claim.claim_token)
+        pinned = conn.execute(select(sq.c.pinned_worker_id).where(sq.c.item_id == claim.item_id)).scalar() is not None
+        if pinned:
+            values = moved_to(
+                "failed",
+                "WorkerStoppedError",
+                "The worker running this workflow call was stopped; its intermediates were lost.",
+            )
+        elif running_only:
+            values = moved_to("pending")
+        else:
+            values = {**moved_to("pending"), "attempts": func.greatest(sq.c.attempts - 1, 0)}
+        unfinished = sq.c.status == "in_progress" if running_only else sq.c.status.not_in(TERMINAL_STATUSES)
+        moved = conn.execute(
+            update(sq).where(sq.c.item_id == claim.item_id, unfinished, fence).values(**values).returning(sq.c.item_id)
+        ).first()
+        return moved is not None, pinned
+
+    def _emit_moved(self, item_id: int) -> bool:
+        try:
+            self._emit_status_changed(self.get_queue_item(item_id))
+        except (SessionQueueItemNotFoundError, DatabaseUnavailable):
+            return False
+        return True
 
     def _drop_token(self, slot: _Slot) -> None:
         token, slot.token = slot.token, None
@@ -303,35 +395,47 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         with self._lock:
             return sorted(slot.claim.item_id for slot in self._slots.values() if slot.claim is not None)
 
-    def beat(self) -> list[int]:
-        """Renew this worker's leases and its messages' visibility; returns the items whose lease is gone (taken
-        over by the reaper after this worker missed its beats), which the caller must stop running."""
+    def beat(self) -> list[StoppedElsewhere]:
+        """Renew this worker's leases and its messages' visibility, and read the held items' status in the same
+        statement. Returns the held items that must stop here (see ``StoppedElsewhere``): the cancel may never
+        have reached this process as an event (Redis down), and a deleted item's lease went with it."""
         with self._lock:
-            fences = {s.claim.item_id: s.claim.claim_token for s in self._slots.values() if s.claim is not None}
+            claims = [slot.claim for slot in self._slots.values() if slot.claim is not None]
             tokens = [slot.token for slot in self._slots.values() if slot.token is not None]
-        lost: list[int] = []
-        if fences:
+        stopped: list[StoppedElsewhere] = []
+        if claims:
+            item_ids = [claim.item_id for claim in claims]
             expires = func.clock_timestamp() + _seconds(self.settings.worker_lease_seconds)
-            with self._engine.begin() as conn:
-                renewed = set(
-                    conn.execute(
-                        update(leases)
-                        .where(
-                            leases.c.worker_id == self.worker_id,
-                            leases.c.item_id.in_(list(fences)),
-                            leases.c.claim_token.in_(list(fences.values())),
-                        )
-                        .values(lease_expires_at=expires)
-                        .returning(leases.c.item_id)
-                    ).scalars()
+            renewed = (
+                update(leases)
+                .where(
+                    leases.c.worker_id == self.worker_id,
+                    leases.c.item_id.in_(item_ids),
+                    leases.c.claim_token.in_([claim.claim_token for claim in claims]),
                 )
-            lost = [item_id for item_id in fences if item_id not in renewed]
+                .values(lease_expires_at=expires)
+                .returning(leases.c.item_id)
+                .cte("renewed")
+            )
+            with self._engine.begin() as conn:
+                rows = conn.execute(
+                    select(sq.c.item_id, sq.c.status, renewed.c.item_id.is_not(None).label("renewed"))
+                    .select_from(sq.outerjoin(renewed, renewed.c.item_id == sq.c.item_id))
+                    .where(sq.c.item_id.in_(item_ids))
+                ).all()
+            found = {row.item_id: row for row in rows}
+            for claim in claims:
+                reason = _stop_reason(found.get(claim.item_id))
+                if reason is None or claim.ending:
+                    continue
+                stopped.append(StoppedElsewhere(claim.item_id, reason, first=claim.stop_reason != reason))
+                claim.stop_reason = reason
         for token in tokens:
             try:
                 self.dispatcher.extend(token)
             except DispatchUnavailable as e:
                 logger.warning(f"{e}; the message may be delivered to another worker, which will find nothing to do")
-        return lost
+        return stopped
 
     def drain(self) -> None:
         """Stop taking new messages (SIGTERM); the current item and its chain may finish. Returns once no claim
@@ -347,46 +451,96 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         # The fence stays: with the lease row gone it refuses every later write of the run that is being stopped
         # here (which would otherwise complete the item it no longer holds).
         with self._lock:
-            claim_token = self._fences.get(item_id)
             slot = next((s for s in self._slots.values() if s.claim and s.claim.item_id == item_id), None)
-        if claim_token is None:
+        claim = slot.claim if slot is not None else None
+        if claim is None:
             return False
-        fence = exists().where(leases.c.item_id == item_id, leases.c.claim_token == claim_token)
-        with self._engine.begin() as conn:
-            pinned = conn.execute(select(sq.c.pinned_worker_id).where(sq.c.item_id == item_id)).scalar()
-            if pinned is None:
-                values = {**moved_to("pending"), "attempts": func.greatest(sq.c.attempts - 1, 0)}
-            else:
-                values = moved_to(
-                    "failed",
-                    "WorkerStoppedError",
-                    "The worker running this workflow call was stopped; its intermediates were lost.",
+
+        def move() -> tuple[bool, bool]:
+            with self._engine.begin() as conn:
+                result = self._let_go(conn, claim, running_only=False)
+                conn.execute(
+                    delete(leases).where(leases.c.item_id == item_id, leases.c.claim_token == claim.claim_token)
                 )
-            moved = conn.execute(
-                update(sq)
-                .where(sq.c.item_id == item_id, sq.c.status.not_in(TERMINAL_STATUSES), fence)
-                .values(**values)
-                .returning(sq.c.item_id)
-            ).first()
-            conn.execute(delete(leases).where(leases.c.item_id == item_id, leases.c.claim_token == claim_token))
-        if slot is not None:
-            slot.claim = None
-            token, slot.token = slot.token, None
-            if token is not None:
-                try:
-                    if pinned is None:
-                        self.dispatcher.release(token)
-                    else:
-                        self.dispatcher.delete(token)
-                except DispatchUnavailable as e:
-                    logger.warning(f"{e}; the message comes back after its visibility timeout")
-        if moved is None:
+                return result
+
+        moved, pinned = retry_through_outage(move, self._outage_budget, f"handing back queue item {item_id}")
+        assert slot is not None
+        slot.claim = None
+        token, slot.token = slot.token, None
+        if token is not None:
+            try:
+                if pinned:
+                    self.dispatcher.delete(token)
+                else:
+                    self.dispatcher.release(token)
+            except DispatchUnavailable as e:
+                logger.warning(f"{e}; the message comes back after its visibility timeout")
+        if not moved:
             return False
+        return self._emit_moved(item_id) and not pinned
+
+    # endregion
+
+    # region writes about a running item ride out a database outage
+
+    @property
+    def _outage_budget(self) -> float:
+        return self.settings.worker_lease_seconds
+
+    def run_unrecorded(self, item_id: int) -> None:
+        """The run of ``item_id`` ends without its outcome written (stopped here for a lease this worker could not
+        renew, or its writes ran out of retries): hand the item back when the processor lets go of it."""
+        claim = self._held_claim(item_id)
+        if claim is not None:
+            claim.unrecorded = True
+
+    def _held_claim(self, item_id: int) -> Claim | None:
+        with self._lock:
+            return next((s.claim for s in self._slots.values() if s.claim and s.claim.item_id == item_id), None)
+
+    def _transition_queue_item_status(self, item_id: int, status: Any, *args: Any, **kwargs: Any) -> Any:
+        claim = self._held_claim(item_id)
+        if claim is not None and status != "in_progress":
+            claim.ending = True  # before the write: a beat that sees the new status must not call it a stop
+        transition = super()._transition_queue_item_status
+        return retry_through_outage(
+            lambda: transition(item_id, status, *args, **kwargs),
+            self._outage_budget,
+            f"recording queue item {item_id} as {status}",
+        )
+
+    def save_queue_item_session(self, item_id: int, session: Any) -> None:
+        save = super().save_queue_item_session
+        retry_through_outage(
+            lambda: save(item_id, session), self._outage_budget, f"saving the session of queue item {item_id}"
+        )
+
+    def get_queue_item(self, item_id: int) -> SessionQueueItem:
+        get = super().get_queue_item
+        return retry_through_outage(lambda: get(item_id), self._outage_budget, f"reading queue item {item_id}")
+
+    def fail_queue_item(
+        self, item_id: int, error_type: str, error_message: str, error_traceback: str
+    ) -> SessionQueueItem:
+        """Stock fails the item when a write about it raised; a database outage is not the item's failure: it is
+        left ``in_progress`` and handed back when the processor lets go of it (``_finish``)."""
+        if error_type == DatabaseUnavailable.__name__:
+            self.run_unrecorded(item_id)
+            logger.warning(f"Queue item {item_id} is not failed for a database outage; it is handed back")
+            return self.get_queue_item(item_id)
+        return super().fail_queue_item(item_id, error_type, error_message, error_traceback)
+
+    def _emit_status_changed(self, queue_item: SessionQueueItem) -> None:
+        """The event's reads are retried too; the transition it reports has committed, so an outage past the
+        budget costs the event (clients read the status again), not the write."""
+        emit = super()._emit_status_changed
         try:
-            self._emit_status_changed(self.get_queue_item(item_id))
-        except SessionQueueItemNotFoundError:
-            return False
-        return pinned is None
+            retry_through_outage(
+                lambda: emit(queue_item), self._outage_budget, f"reporting queue item {queue_item.item_id}"
+            )
+        except DatabaseUnavailable:
+            pass
 
     # endregion
 
@@ -413,3 +567,14 @@ class WorkerSessionQueue(DispatchingSessionQueue):
         return int(tier or 0)
 
     # endregion
+
+
+def _stop_reason(row: Any) -> str | None:
+    """Why a held item must stop here, from its row as the beat read it (``None``: it may go on)."""
+    if row is None:
+        return "deleted"
+    if row.status in ("canceled", "failed"):
+        return str(row.status)
+    if not row.renewed:
+        return "taken over"
+    return None

@@ -6,6 +6,7 @@
 - ``saas_test_spin`` burns ``milliseconds`` of this thread's CPU time: a graph with a known CPU cost.
 - ``saas_test_denoise`` has a denoiser's ``steps``, ``width`` and ``height`` and does no work: the plan's run-time
   checks treat it as a generation of that size, which needs no model weights.
+- ``saas_test_gate`` (``gate.py``) holds its run until a file appears, so a test acts at an exact moment of a run.
 """
 
 # No ``from __future__ import annotations``: InvokeAI reads ``invoke``'s return annotation as a class.
@@ -15,6 +16,8 @@ from invokeai.app.invocations.baseinvocation import BaseInvocation, invocation
 from invokeai.app.invocations.fields import InputField
 from invokeai.app.invocations.primitives import IntegerOutput
 from invokeai.app.services.shared.invocation_context import InvocationContext
+
+from .gate import SaasTestGateInvocation  # noqa: F401  (registers the node)
 
 
 # use_cache=False: stock caches node outputs by their inputs, so a second identical node would return at once
