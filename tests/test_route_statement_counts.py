@@ -30,4 +30,5 @@ def counts(
 def test_list_route_is_bounded(counts: dict[str, list[int]], route: str) -> None:
     small, large = counts[route]
     assert small == large, f"{route}: {small} statements for 5 items, {large} for 40"
-    assert large <= 6, f"{route}: {large} statements"
+    # 7: one more than before the signed-out-token check, a read per request (invokeai_saas.auth.sessions).
+    assert large <= 7, f"{route}: {large} statements"

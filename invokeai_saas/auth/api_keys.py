@@ -7,7 +7,8 @@ isk_...`` on any route that accepts stock's bearer token. A key acts as its owne
 while the owner's plan includes API access — a plan without it cannot create keys, and the keys of a user who moves
 to such a plan stop working (HTTP 403 saying so) until they move back — and never for an administrator: stock
 takes the admin flag from the account, so an administrator's key would carry every administrator right. Keys
-survive password changes, as personal access tokens do elsewhere; revoking is explicit.
+survive password changes, as personal access tokens do elsewhere; revoking is explicit, or deactivating the account,
+which revokes all of its keys for good (``services.users.users_postgres``: reactivating brings none back).
 
 The secret is 32 random bytes (``isk_`` + base64url), shown once at creation; the table keeps its SHA-256 digest,
 a display prefix and the key's name. A lookup stamps ``last_used_at`` (at most once a minute per key, so a busy

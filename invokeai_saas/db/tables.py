@@ -37,6 +37,7 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -105,6 +106,9 @@ users = Table(
     Index(None, "is_active"),
     Index(None, "is_admin"),
 )
+# One account per address whatever its case (revision 0009): stock keeps the local part's case, so
+# ``ALICE@example.com`` and ``alice@example.com`` would otherwise be two accounts; lookups match on lower(email).
+Index("uq_users_email_lower", func.lower(users.c.email), unique=True)
 
 user_sessions = Table(
     "user_sessions",
@@ -665,4 +669,15 @@ api_keys = Table(
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     CheckConstraint("length(name) BETWEEN 1 AND 100", name="name_length"),
+)
+
+# Signed-out sessions (``invokeai_saas.auth.sessions``, revision 0009): stock's JWTs are stateless, so a logout is
+# recorded as the token's SHA-256 until the token would have expired anyway; every API process refuses those tokens.
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("token_sha256", Text, primary_key=True),
+    Column("user_id", Text, ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=False, server_default=NOW),
 )

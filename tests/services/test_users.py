@@ -150,13 +150,20 @@ def test_create_strict_password_checking(service: UserServiceBase) -> None:
     assert [u.email for u in service.list_users() if u.user_id != SYSTEM_USER_ID] == ["d@example.com"]
 
 
-def test_create_duplicate_email(service: UserServiceBase) -> None:
+def test_create_duplicate_email(service: UserServiceBase, backend: Backend) -> None:
     service.create(request_for("alice"))
     with pytest.raises(ValueError, match="^User with email alice@example.com already exists$"):
         service.create(request_for("alice", password=OTHER_PASSWORD))
     with pytest.raises(ValueError, match="^User with email alice@example.com already exists$"):
         service.create_admin(request_for("alice"))
-    # The local part keeps its case (only the domain is normalised), and emails match exactly.
+    if backend.is_postgres:
+        # Saas mode: one account per address whatever its case; the address keeps the case it was created with.
+        with pytest.raises(ValueError, match="^User with email Alice@example.com already exists$"):
+            service.create(UserCreateRequest(email="Alice@EXAMPLE.com", password=PASSWORD))
+        alice = service.get_by_email("ALICE@example.com")
+        assert alice is not None and alice.email == "alice@example.com"
+        return
+    # Stock: the local part keeps its case (only the domain is normalised), and emails match exactly.
     upper = service.create(UserCreateRequest(email="Alice@EXAMPLE.com", password=PASSWORD))
     assert upper.email == "Alice@example.com"
     assert service.get_by_email("Alice@example.com") == upper
@@ -251,7 +258,7 @@ def test_concurrent_demotions_keep_one_admin(service: UserServiceBase) -> None:
 # --- update ------------------------------------------------------------------------------------------------------
 
 
-def test_update_fields_and_token_epoch(service: UserServiceBase) -> None:
+def test_update_fields_and_token_epoch(service: UserServiceBase, backend: Backend) -> None:
     created = service.create(request_for("alice"))
     time.sleep(0.002)
     renamed = service.update(created.user_id, UserUpdateRequest(display_name="Alice B."))
@@ -260,20 +267,22 @@ def test_update_fields_and_token_epoch(service: UserServiceBase) -> None:
     assert_stock_timestamp(renamed.updated_at)
     assert service.get(created.user_id) == renamed
 
-    # Admin and active changes do not revoke tokens; a new password does (stock bumps on passwords only).
+    # Admin changes do not revoke tokens; a new password does. Stock bumps on passwords only; saas mode also bumps
+    # on deactivation, so reactivating an account does not bring its old tokens back.
+    deactivation_bump = 1 if backend.is_postgres else 0
     promoted = service.update(created.user_id, UserUpdateRequest(is_admin=True, is_active=False))
-    assert (promoted.is_admin, promoted.is_active, promoted.token_epoch) == (True, False, 0)
+    assert (promoted.is_admin, promoted.is_active, promoted.token_epoch) == (True, False, deactivation_bump)
     repassworded = service.update(created.user_id, UserUpdateRequest(password=OTHER_PASSWORD))
-    assert repassworded.token_epoch == 1
+    assert repassworded.token_epoch == 1 + deactivation_bump
     again = service.update(created.user_id, UserUpdateRequest(password="x"), strict_password_checking=False)
-    assert again.token_epoch == 2
+    assert again.token_epoch == 2 + deactivation_bump
     assert service.get(created.user_id) == again
     assert again == expected_dto(
         created,
         display_name="Alice B.",
         is_admin=True,
         is_active=False,
-        token_epoch=2,
+        token_epoch=2 + deactivation_bump,
         updated_at=again.updated_at,
     )
 
@@ -405,11 +414,16 @@ def test_delete(backend: Backend, service: UserServiceBase) -> None:
 # --- authenticate ------------------------------------------------------------------------------------------------
 
 
-def test_authenticate(service: UserServiceBase) -> None:
+def test_authenticate(service: UserServiceBase, backend: Backend) -> None:
     alice = service.create(request_for("alice"))
     assert service.authenticate("alice@example.com", "wrong") is None
     assert service.authenticate("nobody@example.com", PASSWORD) is None
-    assert service.authenticate("ALICE@example.com", PASSWORD) is None  # emails match exactly
+    if backend.is_postgres:  # saas mode: an address matches whatever its case
+        assert service.authenticate("ALICE@example.com", "wrong") is None
+        assert service.authenticate("ALICE@example.com", PASSWORD) is not None
+        alice = service.get(alice.user_id) or alice  # with the login just recorded
+    else:
+        assert service.authenticate("ALICE@example.com", PASSWORD) is None  # stock: emails match exactly
     assert service.get(alice.user_id) == alice  # failed logins record nothing
 
     before = datetime.now(UTC)

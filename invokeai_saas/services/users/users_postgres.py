@@ -14,6 +14,15 @@ and two admins demoting each other cannot leave none. Writes that can only add a
 non-first admin, promoting) also take the lock when they create one, so the admin set changes one transaction
 at a time.
 
+Where saas mode departs from stock, on purpose:
+
+- Email addresses are one account whatever their case (stock keeps the local part's case and matches exactly, so
+  ``ALICE@example.com`` and ``alice@example.com`` were two accounts): lookups and sign-in match ``lower(email)``,
+  and a unique index on it (revision 0009) settles two concurrent creations.
+- Deactivating an account revokes its credentials for good: the ``token_epoch`` bump a password change makes, so
+  every token issued before is refused, and ``revoked_at`` on its API keys. Reactivating it brings none of them
+  back (a stolen token of a compromised account must not work again); the owner signs in afresh.
+
 Timestamps are handed out as stock hands them out: ``created_at``/``updated_at`` are millisecond defaults in
 SQLite, parsed into naive UTC datetimes; ``last_login_at`` is written by stock as an aware ISO string with
 microseconds and parsed back aware.
@@ -44,7 +53,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from invokeai_saas.db.convert import stock_ms
 from invokeai_saas.db.engine import autocommit_reads
 from invokeai_saas.db.prepared import PreparedRead
-from invokeai_saas.db.tables import users
+from invokeai_saas.db.tables import api_keys, users
 
 # Every query producing a UserDTO selects these columns and maps them with ``_user_dto`` (stock keeps its
 # projection and mapper together for the same reason: a DTO field added later cannot be missed by one query).
@@ -64,6 +73,11 @@ _DTO_COLUMNS = (
 _ADMIN_LOCK_NAME = "invokeai_saas.users.admin_set"
 
 _ACTIVE_ADMIN = (users.c.is_admin.is_(True), users.c.is_active.is_(True))
+
+
+def _same_email(email: str) -> Any:
+    """The row whose address is ``email`` without regard to case (served by ``uq_users_email_lower``)."""
+    return func.lower(users.c.email) == func.lower(email)
 
 
 def _stock_datetime(value: datetime) -> datetime:
@@ -152,7 +166,7 @@ class UserServicePostgres(UserServiceBase):
                 password_hash=password_hash,
                 is_admin=user_data.is_admin,
             )
-            .on_conflict_do_nothing(index_elements=[users.c.email])
+            .on_conflict_do_nothing()  # the address (any case: uq_users_email_lower); user_id is a fresh uuid
             .returning(*_DTO_COLUMNS)
         )
         with self._engine.begin() as conn:
@@ -184,14 +198,15 @@ class UserServicePostgres(UserServiceBase):
 
     def get_by_email(self, email: str) -> UserDTO | None:
         with self._reads.connect() as conn:
-            row = conn.execute(select(*_DTO_COLUMNS).where(users.c.email == email)).first()
+            row = conn.execute(select(*_DTO_COLUMNS).where(_same_email(email))).first()
         return _user_dto(row) if row is not None else None
 
     def update(self, user_id: str, changes: UserUpdateRequest, strict_password_checking: bool = True) -> UserDTO:
         """Apply the given (non-``None``) changes, with stock's checks in stock's order.
 
         A new password bumps ``token_epoch`` in SQL (``token_epoch + 1``), revoking every token minted under the
-        old one without a read-modify-write race. Demoting or deactivating takes the admin-set lock and refuses
+        old one without a read-modify-write race; so does deactivating, which also revokes the account's API keys
+        in the same transaction (see the module). Demoting or deactivating takes the admin-set lock and refuses
         to remove the last active administrator.
         """
         user = self.get(user_id)
@@ -208,6 +223,7 @@ class UserServicePostgres(UserServiceBase):
             values["display_name"] = changes.display_name
         if changes.password is not None:
             values["password_hash"] = password_utils.hash_password(changes.password)
+        if changes.password is not None or changes.is_active is False:
             values["token_epoch"] = users.c.token_epoch + 1
         if changes.is_admin is not None:
             values["is_admin"] = changes.is_admin
@@ -225,6 +241,12 @@ class UserServicePostgres(UserServiceBase):
             row = conn.execute(
                 update(users).where(users.c.user_id == user_id).values(**values).returning(*_DTO_COLUMNS)
             ).first()
+            if changes.is_active is False:
+                conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=func.clock_timestamp())
+                )
         if row is None:
             raise RuntimeError("Failed to retrieve updated user")
         return _user_dto(row)
@@ -242,11 +264,12 @@ class UserServicePostgres(UserServiceBase):
     def authenticate(self, email: str, password: str) -> UserDTO | None:
         """The user whose email and password match, recording the login; ``None`` otherwise.
 
-        As in stock, the ``system`` account never authenticates whatever its row holds, an inactive account is
-        returned (the routes refuse it), and the DTO returned carries the login just recorded.
+        The address matches without regard to case. As in stock, the ``system`` account never authenticates whatever
+        its row holds, an inactive account is returned (the routes refuse it), and the DTO returned carries the login
+        just recorded.
         """
         with self._reads.connect() as conn:
-            row = conn.execute(select(*_DTO_COLUMNS, users.c.password_hash).where(users.c.email == email)).first()
+            row = conn.execute(select(*_DTO_COLUMNS, users.c.password_hash).where(_same_email(email))).first()
         if row is None or row.user_id == SYSTEM_USER_ID:
             return None
         if not password_utils.verify_password(password, row.password_hash):
