@@ -105,6 +105,12 @@ def test_each_tenant_sees_only_its_own_items(saas_web: InvokeAIWebServer, admin:
         r = _get(saas_web, f"/i/{item_id}", b)
         assert r.status_code == 404, r.text
         assert r.json() == {"detail": f"Queue item with id {item_id} not found in queue {Q}"}
+        # Canceling or deleting it answers the same (stock: 403, which confirms the item exists).
+        canceled = httpx.put(_url(saas_web, f"/i/{item_id}/cancel"), headers=b, timeout=30)
+        deleted = httpx.delete(_url(saas_web, f"/i/{item_id}"), headers=b, timeout=30)
+        assert (canceled.status_code, deleted.status_code) == (404, 404), (canceled.text, deleted.text)
+        assert canceled.json() == deleted.json() == r.json()
+    assert _get(saas_web, f"/i/{a_items[0]}", a).json()["status"] == "pending"  # untouched
     own = _get(saas_web, f"/i/{a_items[0]}", a)
     assert own.status_code == 200 and own.json()["user_id"] == a_id
     assert _get(saas_web, f"/i/{a_items[0]}", admin).status_code == 200  # administrators act on any item by id
@@ -151,6 +157,7 @@ def test_an_api_key_reaches_only_its_owners_items(saas_web: InvokeAIWebServer, s
     (a_item,) = _enqueue(saas_web, a, add_graph_batch(uuid.uuid4().int % 10_000, 5))
     (b_item,) = _enqueue(saas_web, key, add_graph_batch(uuid.uuid4().int % 10_000, 6))
     assert _get(saas_web, f"/i/{a_item}", key).status_code == 404
+    assert httpx.put(_url(saas_web, f"/i/{a_item}/cancel"), headers=key, timeout=30).status_code == 404
     assert _get(saas_web, f"/i/{b_item}", key).status_code == 200
     assert _ids(_get(saas_web, "/list_all", key)) == [b_item]
     assert _ids(_post(saas_web, "/items_by_ids", key, {"item_ids": [a_item, b_item]})) == [b_item]

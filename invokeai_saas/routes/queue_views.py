@@ -9,7 +9,8 @@ response models, so the studio and generated clients are unchanged:
   an id of someone else's item is skipped as an unknown id is;
 - ``GET /i/{item_id}``: the owner's item; someone else's answers 404, the same answer as an id that does not exist
   (stock answers a redacted copy, which confirms the item exists and shows its status and times; a 403 would
-  still confirm it exists);
+  still confirm it exists). Canceling or deleting someone else's item answers the same 404 (stock: 403), from a
+  guard before stock's handler (``not_found_for_others``), so those routes stay stock's;
 - ``b/{batch_id}/status`` and ``counts_by_destination``: the caller's items (stock counts every user's for admins).
 
 Administrators are users here too: the studio is their own workspace and shows their own items (a fleet view
@@ -19,7 +20,7 @@ stock: they need to see what they act on. The status route is ``invokeai_saas.ro
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query
 from invokeai.app.api.auth_dependencies import CurrentUserOrDefault
@@ -60,6 +61,42 @@ def _queue() -> PostgresSessionQueue:
 
 def _views() -> OwnerQueueViews:
     return OwnerQueueViews(_queue())
+
+
+def _not_found(queue_id: str, item_id: int) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"Queue item with id {item_id} not found in queue {queue_id}")
+
+
+def _visible(queue_item: SessionQueueItem, queue_id: str, user_id: str, is_admin: bool) -> bool:
+    return queue_item.queue_id == queue_id and (queue_item.user_id == user_id or is_admin)
+
+
+def not_found_for_others(
+    current_user: CurrentUserOrDefault,
+    queue_id: QueueId,
+    item_id: int = Path(description="The queue item"),
+) -> None:
+    """Route guard for stock's cancel and delete of one item: someone else's item answers as a missing one (an
+    item of a workflow call has its root's owner, as stock's delete checks)."""
+    queue = _queue()
+    try:
+        queue_item = queue.get_queue_item(item_id=item_id)
+        if queue_item.root_item_id is not None:
+            queue_item = queue.get_queue_item(item_id=queue_item.root_item_id)
+    except SessionQueueItemNotFoundError:
+        return  # stock's handler answers its own 404
+    if not _visible(queue_item, queue_id, current_user.user_id, current_user.is_admin):
+        raise _not_found(queue_id, item_id)
+
+
+def owner_route_guards() -> list[Any]:
+    """The guards of stock's single-item write routes (``invokeai_saas.patches.api_app_route_guards``)."""
+    from invokeai_saas.patches.api_app_route_guards import RouteGuard
+
+    return [
+        RouteGuard("/v1/queue/{queue_id}/i/{item_id}", frozenset({"DELETE"}), not_found_for_others),
+        RouteGuard("/v1/queue/{queue_id}/i/{item_id}/cancel", frozenset({"PUT"}), not_found_for_others),
+    ]
 
 
 @queue_views_router.get(
@@ -164,11 +201,10 @@ def get_queue_item(
     item_id: int = Path(description="The queue item to get"),
 ) -> SessionQueueItem:
     """Gets one of your queue items (administrators: any item)"""
-    not_found = HTTPException(status_code=404, detail=f"Queue item with id {item_id} not found in queue {queue_id}")
     try:
         queue_item = _queue().get_queue_item(item_id=item_id)
     except SessionQueueItemNotFoundError:
-        raise not_found from None
-    if queue_item.queue_id != queue_id or (queue_item.user_id != current_user.user_id and not current_user.is_admin):
-        raise not_found
+        raise _not_found(queue_id, item_id) from None
+    if not _visible(queue_item, queue_id, current_user.user_id, current_user.is_admin):
+        raise _not_found(queue_id, item_id)
     return queue_item

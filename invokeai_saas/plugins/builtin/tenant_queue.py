@@ -9,7 +9,8 @@ others:
   and the status route reports the caller's counts, place in the queue and the worker fleet
   (``invokeai_saas.routes.queue_fleet``).
 - ``saas_configure_app``: a batch value its node refuses answers 422 naming the node and field
-  (``invokeai_saas.routes.batch_value_errors``); the queue refuses it before storing anything.
+  (``invokeai_saas.routes.batch_value_errors``); the queue refuses it before storing anything. Canceling or
+  deleting someone else's item answers 404, as fetching it does (a guard on stock's routes).
 - Live events: the Socket.IO queue room carries each item's events to its owner only
   (``invokeai_saas.patches.sockets_queue_events``, applied by activation when this plugin is enabled, because
   stock registers the socket handlers when ``invokeai.app.api_app`` is imported, before any hook runs).
@@ -59,6 +60,9 @@ def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
 def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
     if not active(saas_config):
         return
+    from invokeai_saas.patches import api_app_route_guards
     from invokeai_saas.routes.batch_value_errors import install_batch_value_error_handler
+    from invokeai_saas.routes.queue_views import owner_route_guards
 
     install_batch_value_error_handler(app)
+    api_app_route_guards.apply(app, owner_route_guards())
