@@ -309,10 +309,11 @@ def test_postgres_restarted_as_an_item_finishes_the_item_completes(f: Faults) ->
     back = time.monotonic()
     row = f.wait_status(item_id, "completed", "failed", "canceled", timeout=60)
     completed_after = time.monotonic() - back
-    print(f"PostgreSQL down {back - down:.2f}s; the item completed {completed_after:.2f}s after it was back")
+    print(f"PostgreSQL down {back - down:.2f}s; the item completed {completed_after:.2f}s after it was back", end="")
     assert row.status == "completed", (row.error_type, row.error_message)
     assert row.attempts == 1 and node_value(row) == 1  # the first run's result, not a rerun
     usage = f.usage(item_id)
+    print(f"; charged {usage.credits} credits for {usage.seconds:.2f}s")
     assert f.sql("SELECT count(*) FROM credit_usage WHERE item_id = :i", i=item_id).scalar() == 1
     assert usage.user_id == user_id
     assert "Fatal Error in session processor" not in f.log()
