@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from invokeai_saas.devstack.web import InvokeAIWebServer
 from invokeai_saas.routes.bad_input import BadInput, check_parameter, strict_json_loads
 from invokeai_saas.services.session_queue.session_queue_retention import prune_queue_history
 from tests.support.credits import saas_user, set_plan
-from tests.support.invokeai import empty_workflow
+from tests.support.invokeai import admin_token, empty_workflow
 
 BIG = 2**64  # past bigint
 INTERNALS = ("SELECT", "INSERT", "psycopg", "sqlalchemy", "Traceback", ".py", "[SQL")
@@ -237,3 +238,30 @@ def test_the_rules_name_what_they_refuse() -> None:
     with pytest.raises(BadInput, match="nested too deeply"):
         strict_json_loads("[" * 100_000 + "]" * 100_000)
     assert strict_json_loads(b'{"a": [1, 2.5, "x", null, true]}') == {"a": [1, 2.5, "x", None, True]}
+
+
+def test_an_unknown_object_is_not_found_rather_than_a_server_error(
+    saas_web: InvokeAIWebServer, user: dict[str, Any]
+) -> None:
+    """Stock's ``remove_image_from_board`` answered 500 "Failed to remove image from board" for an image that does
+    not exist (``not_found_errors.py``)."""
+    url, headers = saas_web.url, user["headers"]
+    unknown = httpx.request("DELETE", f"{url}/api/v1/board_images/", json={"image_name": "nope.png"}, headers=headers)
+    assert unknown.status_code == 404, unknown.text
+
+
+def test_a_failed_model_install_shows_no_traceback(saas_web: InvokeAIWebServer) -> None:
+    """Install jobs carry the failed install's traceback in stock; the install routes are filtered
+    (``tracebacks.py``)."""
+    admin = {"Authorization": f"Bearer {admin_token(saas_web.url)}"}
+    base = f"{saas_web.url}/api/v2/models/install"
+    started = httpx.post(base, params={"source": "."}, json={}, headers=admin, timeout=30)
+    assert started.status_code in (200, 201), started.text
+    job_id = started.json()["id"]
+    deadline = time.monotonic() + 60
+    while (job := httpx.get(f"{base}/{job_id}", headers=admin, timeout=30).json())["status"] != "error":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["error_reason"] and job["error_traceback"] is None, job
+    listed = httpx.get(base, headers=admin, timeout=30)
+    assert listed.status_code == 200 and "Traceback" not in listed.text, listed.text[:500]

@@ -9,7 +9,8 @@ The session queue keeps storing it as stock does (the PostgreSQL queue stays at 
 out where it would leave the server:
 
 - the queue routes that return items get a filter (``invokeai_saas.patches.api_app_route_guards.RouteFilter``):
-  list all, items by ids, current, next, get and cancel;
+  list all, items by ids, current, next, get and cancel; so do the model-install routes that return install jobs
+  (administrators', but a traceback is no more use to them in the studio than in the log);
 - events, at stock's in-process dispatch (``invokeai_saas.patches.events_fastapievents_tracebacks``), so every
   socket, on every API process, gets the event without it.
 
@@ -19,9 +20,10 @@ with a 5xx status gets one generic body instead, in one place: ``ServerErrorBodi
 what every route and exception handler answered before compression) replaces the body and logs the original with a
 short reference that the generic body quotes, so an operator can find it from a user's report. Unhandled exceptions
 are answered above all middleware (Starlette's ``ServerErrorMiddleware``), so ``generic_server_error`` is the app's
-handler for them, with the same body. 503 answers pass unchanged: saas mode answers them on purpose (an outage of the
-object store or the database, with ``Retry-After``; the health report; a feature this server does not run), with
-messages written for the client; stock's only 503 ("Image move service unavailable") is a fixed text too.
+handler for them, with the same body. 501 and 503 answers pass unchanged: saas mode answers 503 on purpose (an outage
+of the object store or the database, with ``Retry-After``; the health report; a feature this server does not run),
+with messages written for the client; stock's only 501 ("Not implemented") and 503 ("Image move service
+unavailable") are fixed texts too.
 """
 
 from __future__ import annotations
@@ -66,11 +68,25 @@ def without_traceback(value: Any) -> Any:
     return value.model_copy(update={"error_traceback": empty})
 
 
+# Stock's model-install routes (``invokeai/app/api/routers/model_manager.py``, prefix ``/v2/models``, administrators
+# only) that return install jobs, whose ``error_traceback`` is the server's traceback of a failed install.
+MODEL_INSTALL_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", "/v2/models/install"),
+    ("GET", "/v2/models/install"),
+    ("GET", "/v2/models/install/{id}"),
+    ("POST", "/v2/models/install/{id}/pause"),
+    ("POST", "/v2/models/install/{id}/resume"),
+    ("POST", "/v2/models/install/{id}/restart_failed"),
+    ("POST", "/v2/models/install/{id}/restart_file"),
+)
+
+
 def queue_item_route_filters() -> list[Any]:
-    """The route filters for ``QUEUE_ITEM_ROUTES``."""
+    """The route filters for ``QUEUE_ITEM_ROUTES`` and ``MODEL_INSTALL_ROUTES``."""
     from invokeai_saas.patches.api_app_route_guards import RouteFilter
 
-    return [RouteFilter(path, frozenset({method}), without_traceback) for method, path in QUEUE_ITEM_ROUTES]
+    routes = (*QUEUE_ITEM_ROUTES, *MODEL_INSTALL_ROUTES)
+    return [RouteFilter(path, frozenset({method}), without_traceback) for method, path in routes]
 
 
 def _reference() -> str:
@@ -82,14 +98,14 @@ def _generic_body(reference: str) -> bytes:
 
 
 def _is_deliberate(status: int) -> bool:
-    """503 is only ever answered on purpose, with a message written for the client (an outage with
-    ``Retry-After``, the health route's report, a feature this server does not run); stock's one 503 is a fixed
-    text too."""
-    return status == 503
+    """501 and 503 are only ever answered on purpose, with a message written for the client (an outage with
+    ``Retry-After``, the health route's report, a feature this server does not run); stock's one 501 ("Not
+    implemented") and one 503 are fixed texts too."""
+    return status in (501, 503)
 
 
 class ServerErrorBodiesMiddleware:
-    """Replace the body of every 5xx answer but 503 with the generic one, logging the original."""
+    """Replace the body of every 5xx answer but 501 and 503 with the generic one, logging the original."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

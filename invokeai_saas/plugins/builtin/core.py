@@ -50,6 +50,7 @@ def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
 def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
     from invokeai_saas.patches import api_app_route_guards, events_fastapievents_tracebacks, starlette_request_json
     from invokeai_saas.routes.file_name_errors import install_file_name_error_handlers
+    from invokeai_saas.routes.not_found_errors import install_not_found_handler
     from invokeai_saas.routes.request_limits import install_request_limits
     from invokeai_saas.routes.tracebacks import install_server_error_bodies, queue_item_route_filters
 
@@ -62,3 +63,4 @@ def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
     install_request_limits(app, saas_config.max_json_body_bytes)
     install_server_error_bodies(app)
     install_file_name_error_handlers(app)  # a name too long for the file system: 422 (routes/file_name_errors.py)
+    install_not_found_handler(app)  # stock's 500 for an object that does not exist: 404 (routes/not_found_errors.py)
