@@ -140,7 +140,10 @@ class SpendingCap:
             select(
                 sq.c.item_id,
                 sq.c.user_id,
-                func.extract("epoch", func.clock_timestamp() - sq.c.started_at).label("seconds"),
+                # A resumed workflow-call parent's earlier segments count toward its cost and its run time.
+                (func.extract("epoch", func.clock_timestamp() - sq.c.started_at) + sq.c.earlier_run_seconds).label(
+                    "seconds"
+                ),
                 func.coalesce(credit_holds.c.held, 0).label("held"),
                 _effective("credit_multiplier", "number", Float).label("multiplier"),
                 _effective("max_run_seconds", "number", Float).label("max_run_seconds"),

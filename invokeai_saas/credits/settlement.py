@@ -5,13 +5,15 @@
   multiplier) and holds it, or raises ``InsufficientCredits``, which rolls the items back: 100 concurrent enqueues
   against a balance for 10 leave exactly 10 items and 10 holds.
   A workflow-call child holds its own estimate when its parent creates it.
-- ``SessionCharger`` is a pair of stock ``DefaultSessionRunner`` callbacks, so it measures where the graph runs
-  (a worker, or the API process without SQS): the seconds between the session starting and ending on its device,
-  summed over the segments of a workflow-call parent. A completed item, or one canceled while running, is charged
-  those seconds (rounded up, × the plan's multiplier), at most what the user can pay (its hold plus the available
-  balance) unless the plan allows debt; a failed item is charged nothing and its hold released, unless the service
-  failed it: a node outside the plan (``invokeai_saas.credits.run_limits``: the work it did before the refusal is
-  charged, or a graph could keep a generation and refuse itself afterwards to run free), or the spending cap
+- ``SessionCharger`` is a pair of stock ``DefaultSessionRunner`` callbacks, so it measures where the graph runs (a
+  worker, or the API process without SQS): the seconds between the session starting and ending on its device, plus,
+  for a workflow-call parent, the segments it ran before it parked for its child (``earlier_run_seconds``, which the
+  queue writes on the database's clock when a segment ends, so it holds whichever process resumes the parent, and a
+  parent that ends while parked is charged them by the stop hook). A completed item, or one canceled while running, is
+  charged those seconds (rounded up, × the plan's multiplier), at most what the user can pay (its hold plus the
+  available balance) unless the plan allows debt; a failed item is charged nothing and its hold released, unless the
+  service failed it: a node outside the plan (``invokeai_saas.credits.run_limits``: the work it did before the refusal
+  is charged, or a graph could keep a generation and refuse itself afterwards to run free), or the spending cap
   (``invokeai_saas.credits.cap``). The ledger settles each item once, so a duplicate run or delivery never charges
   twice, and an item a stop already charged (``invokeai_saas.credits.stops``) is not charged again.
 - ``release_unsettled`` is the backstop for items that end without reaching a runner's callback: canceled or
@@ -110,12 +112,12 @@ class CreditHoldGuard:
 class SessionCharger:
     """``on_before_run_session`` / ``on_after_run_session`` callbacks for stock's ``DefaultSessionRunner``."""
 
-    def __init__(self, ledger: CreditLedger, plans: PlanService, estimator: CreditEstimator) -> None:
+    def __init__(self, engine: Engine, ledger: CreditLedger, plans: PlanService, estimator: CreditEstimator) -> None:
+        self._engine = engine
         self._ledger = ledger
         self._plans = plans
         self._estimator = estimator
         self._started: dict[int, float] = {}
-        self._seconds: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def on_before_run_session(self, queue_item: SessionQueueItem) -> None:
@@ -127,11 +129,11 @@ class SessionCharger:
             started = self._started.pop(queue_item.item_id, None)
             if started is None:
                 return
-            seconds = self._seconds.pop(queue_item.item_id, 0.0) + (time.monotonic() - started)
-            if queue_item.status == "waiting":
-                # A workflow-call parent parked for its child: it resumes (on this worker) and is charged at its end.
-                self._seconds[queue_item.item_id] = seconds
-                return
+            seconds = time.monotonic() - started
+        if queue_item.status == "waiting":
+            # A workflow-call parent parked for its child: the queue recorded this segment as it parked it; the
+            # parent is charged when it ends (here after it resumes, or by the stop hook if it ends while parked).
+            return
         try:
             self._settle(queue_item, seconds)
         except Exception:
@@ -149,24 +151,31 @@ class SessionCharger:
         subscription = self._plans.subscription(queue_item.user_id)
         limits = subscription.limits if subscription is not None else None
         estimate = self._estimator.estimate(Batch(graph=queue_item.session.graph))
-        usage = Usage(
-            seconds=seconds,
-            gpu_tier=limits.gpu_tier if limits is not None else "standard",
-            model=estimate.model_base,
-            steps=estimate.steps or None,
-            width=estimate.width,
-            height=estimate.height,
-        )
-        charge = credits_for(seconds, limits.credit_multiplier if limits is not None else 1.0)
-        # A hold is a spending cap: at most what the user can pay, unless the plan allows debt. An item stopped from
-        # outside (canceled, deleted, capped) was charged by the queue's stop hook already: this changes nothing.
-        self._ledger.settle(
-            queue_item.user_id,
-            queue_item.item_id,
-            charge,
-            usage,
-            limit_to_balance=not (limits is not None and limits.allow_debt),
-        )
+        with self._engine.begin() as conn:
+            # A resumed workflow-call parent ran earlier segments before it parked: they are part of its run.
+            earlier = conn.execute(
+                select(session_queue.c.earlier_run_seconds).where(session_queue.c.item_id == queue_item.item_id)
+            ).scalar()
+            seconds += max(float(earlier or 0.0), 0.0)
+            usage = Usage(
+                seconds=seconds,
+                gpu_tier=limits.gpu_tier if limits is not None else "standard",
+                model=estimate.model_base,
+                steps=estimate.steps or None,
+                width=estimate.width,
+                height=estimate.height,
+            )
+            # A hold is a spending cap: at most what the user can pay, unless the plan allows debt. An item stopped
+            # from outside (canceled, deleted, capped) was charged by the queue's stop hook already: this changes
+            # nothing.
+            self._ledger.settle_in(
+                conn,
+                queue_item.user_id,
+                queue_item.item_id,
+                credits_for(seconds, limits.credit_multiplier if limits is not None else 1.0),
+                usage,
+                limit_to_balance=not (limits is not None and limits.allow_debt),
+            )
 
 
 def release_unsettled(engine: Engine, ledger: CreditLedger, limit: int = 500) -> int:

@@ -9,6 +9,12 @@ the backstop: free GPU time. ``StopCharger`` is the session queue's stop hook
 between its start and the stop on the database's clock (× the plan's multiplier, rounded up), at most what the user
 can pay unless the plan allows debt.
 
+A workflow-call parent runs in segments and parks (``waiting``) while its child runs: a stop while it runs charges its
+earlier segments too, and a stop while it is parked (or resumed but not yet claimed) charges the earlier segments
+alone (``session_queue_stops``: the queue writes each segment's seconds when it parks). So does a parked parent that
+its child's run completes (the call was its last node): no runner of its own settles it. The child is an item of its
+own, held and charged for its own run.
+
 Exactly once: the ledger settles an item once (its usage record), so the worker's own settlement when the run
 ends afterwards changes nothing, and neither does a second stop (a delete after a cancel, a duplicate request).
 Time after the stop is therefore never charged, however long the device takes to notice.
@@ -67,9 +73,21 @@ class StopCharger:
             credits_for(seconds, limits.credit_multiplier if limits is not None else 1.0),
             Usage(seconds=seconds, gpu_tier=limits.gpu_tier if limits is not None else "standard"),
             limit_to_balance=not (limits is not None and limits.allow_debt),
-            details={"stopped": item.status if item.error_type is None else f"{item.status}: {item.error_type}"},
+            details=_details(item),
         )
         if not settlement.already_settled:
+            state = "" if item.running else " (parked for a workflow call)"
             logger.info(
-                f"Queue item {item.item_id} {item.status} after {seconds:.1f}s: charged {settlement.charged} credits"
+                f"Queue item {item.item_id} {item.status}{state} after {seconds:.1f}s: "
+                f"charged {settlement.charged} credits"
             )
+
+
+def _details(item: StoppedItem) -> dict[str, object]:
+    """Why the settle entries exist: the stop, and for a parent between segments that it was parked."""
+    details: dict[str, object] = {
+        "stopped": item.status if item.error_type is None else f"{item.status}: {item.error_type}"
+    }
+    if not item.running:
+        details["parked"] = True
+    return details

@@ -326,6 +326,9 @@ session_queue = Table(
     Column("dispatch_tier", SmallInteger, nullable=False, server_default=text("0")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("pinned_worker_id", Text),
+    # Seconds the item ran in segments that already ended (revision 0008): a workflow-call parent's run before each
+    # time it parked for its child. The running segment is ``started_at`` to now; a stop charges both.
+    Column("earlier_run_seconds", Float, nullable=False, server_default=text("0")),
     Index("ix_session_queue_round_robin_pending", "status", "user_id", text("priority DESC"), "item_id"),
     Index(None, "user_id", "started_at"),
     # Dequeue looks only at pending rows of a queue: a partial index stays small however long the history.

@@ -1,4 +1,5 @@
-"""Spending caps: each plan's longest run per item and whether its accounts may go into debt.
+"""Spending caps: each plan's longest run per item, whether its accounts may go into debt, and the seconds a queue
+item ran in segments that already ended (a workflow-call parent parks for its child: every stop charges those too).
 
 Revision ID: 0008_spending_caps
 Revises: 0007_api_keys
@@ -36,9 +37,14 @@ def upgrade() -> None:
     for plan_id, seconds in MAX_RUN_SECONDS.items():
         op.execute(plans.update().where(plans.c.plan_id == plan_id).values(max_run_seconds=seconds))
     op.execute(plans.update().where(plans.c.plan_id == "enterprise").values(allow_debt=True))
+    op.add_column(
+        "session_queue",
+        sa.Column("earlier_run_seconds", sa.Float(), nullable=False, server_default=sa.text("0")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("session_queue", "earlier_run_seconds")
     op.drop_constraint("ck_plans_max_run_seconds_positive", "plans", type_="check")
     op.drop_column("plans", "allow_debt")
     op.drop_column("plans", "max_run_seconds")

@@ -91,7 +91,7 @@ def saas_swap_services(
         session_processor_failed_stops.apply([OUT_OF_CREDITS, RUN_TIME_LIMIT])
         # This process runs graphs: stock's processor with a runner that also measures and charges them.
         # It also checks each node against the plan on the values it really got (invokeai_saas/credits/run_limits.py).
-        charger = SessionCharger(ledger, plans, estimator)
+        charger = SessionCharger(engine, ledger, plans, estimator)
         run_limits = RunLimits(engine, plans, estimator)
         services["session_processor"] = DefaultSessionProcessor(
             session_runner=DefaultSessionRunner(

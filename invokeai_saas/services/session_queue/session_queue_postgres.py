@@ -85,6 +85,7 @@ from sqlalchemy import (
     Text,
     and_,
     any_,
+    case,
     cast,
     delete,
     func,
@@ -104,9 +105,10 @@ from invokeai_saas.services.session_queue.batch_values import check_batch_values
 from invokeai_saas.services.session_queue.dispatch_order import dispatch_order
 from invokeai_saas.services.session_queue.session_queue_stops import (
     StopHook,
-    StoppedItem,
+    canceled_while_parked,
     deleted_while_running,
     run_stop_hooks,
+    stopped_item,
 )
 from invokeai_saas.services.session_queue.stored_items import (
     UNREADABLE_ERROR_TYPE,
@@ -146,14 +148,27 @@ _STATUS_FIELDS = (
 )
 _TIME_FIELDS = ("created_at", "updated_at", "started_at", "completed_at")
 
-# What a delete returns: enough for the stop hooks to charge a row that was running when it went (its end is now).
+# What a delete returns: enough for the stop hooks to charge a row that was running when it went (its end is now),
+# or a workflow-call parent parked between segments (its earlier segments).
 _DELETED_COLUMNS = (
     sq.c.item_id,
     sq.c.user_id,
     sq.c.status,
     sq.c.started_at,
     func.clock_timestamp().label("stopped_at"),
+    sq.c.earlier_run_seconds,
 )
+# What a bulk cancel of pending/waiting rows returns: a parked or resumed parent's earlier segments are charged.
+_CANCELED_COLUMNS = (sq.c.item_id, sq.c.user_id, sq.c.started_at, sq.c.completed_at, sq.c.earlier_run_seconds)
+
+
+def _segment_ended() -> dict[str, Any]:
+    """A running item parks (``waiting``, a workflow-call parent waiting for its child): add the segment that ends
+    now to its earlier segments, on the database's clock, so every later stop charges it (``session_queue_stops``)."""
+    segment = func.greatest(func.extract("epoch", func.clock_timestamp() - sq.c.started_at), 0)
+    running = and_(sq.c.status == "in_progress", sq.c.started_at.is_not(None))
+    return {"earlier_run_seconds": sq.c.earlier_run_seconds + case((running, segment), else_=0)}
+
 
 # The column order of upstream's ``ValueToInsertTuple`` (prepare_values_to_insert / retry_items_by_id).
 _VALUE_TUPLE_COLUMNS = (
@@ -456,14 +471,20 @@ class PostgresSessionQueue(SessionQueueBase):
         moved = (
             update(sq)
             .where(sq.c.item_id == item_id, sq.c.status.not_in(TERMINAL_STATUSES), *self._write_guard(item_id))
-            .values(**moved_to(status, error_type, error_message, error_traceback))
+            .values(
+                **moved_to(status, error_type, error_message, error_traceback),
+                **(_segment_ended() if status == "waiting" else {}),
+            )
         )
         with self._engine.begin() as conn:
-            # A stop hook needs the status the row had: read (and lock) it first, only for the stops it listens to.
+            # A stop hook needs the status the row had: read (and lock) it first, only for the ends it listens to
+            # (a completion only when the item was parked: a workflow-call parent completed by its child's run).
             prior = None
-            if self._stop_hooks and status in ("canceled", "failed"):
+            if self._stop_hooks and status in ("canceled", "failed", "completed"):
                 prior = conn.execute(
-                    select(sq.c.status, sq.c.user_id).where(sq.c.item_id == item_id).with_for_update()
+                    select(sq.c.status, sq.c.user_id, sq.c.earlier_run_seconds)
+                    .where(sq.c.item_id == item_id)
+                    .with_for_update()
                 ).one_or_none()
             if queue_item is None:
                 changed = moved.returning(*sq.c).cte("changed")
@@ -479,12 +500,20 @@ class PostgresSessionQueue(SessionQueueBase):
                 if row is not None:
                     for name, value in _stock_row(row).items():
                         setattr(queue_item, name, value)
-            if row is not None and prior is not None and prior.status == "in_progress":
+            if row is not None and prior is not None:
                 values = row._mapping
-                stopped = StoppedItem(
-                    item_id, prior.user_id, values["started_at"], values["completed_at"], status, error_type
+                stopped = stopped_item(
+                    item_id,
+                    prior.user_id,
+                    prior.status,
+                    values["started_at"],
+                    values["completed_at"],
+                    prior.earlier_run_seconds,
+                    status,
+                    error_type,
                 )
-                run_stop_hooks(conn, self._stop_hooks, [stopped] if stopped.started_at is not None else [])
+                if stopped is not None and not (status == "completed" and stopped.running):
+                    run_stop_hooks(conn, self._stop_hooks, [stopped])
         if row is None:
             # Already finished (returned unchanged) or deleted (get_queue_item raises).
             return self.get_queue_item(item_id), False
@@ -631,8 +660,9 @@ class PostgresSessionQueue(SessionQueueBase):
                 update(sq)
                 .where(_locked(*match, _cancelable()))
                 .values(status="canceled", status_sequence=func.coalesce(sq.c.status_sequence, 0) + 1)
-                .returning(sq.c.item_id, sq.c.user_id)
+                .returning(*_CANCELED_COLUMNS)
             ).all()
+            run_stop_hooks(conn, self._stop_hooks, canceled_while_parked(rows))
         return _group_by_user(rows)
 
     def _claim_candidate(
@@ -1140,8 +1170,9 @@ class PostgresSessionQueue(SessionQueueBase):
                     )
                 )
                 .values(status="canceled", status_sequence=func.coalesce(sq.c.status_sequence, 0) + 1)
-                .returning(sq.c.item_id, sq.c.user_id)
+                .returning(*_CANCELED_COLUMNS)
             ).all()
+            run_stop_hooks(conn, self._stop_hooks, canceled_while_parked(rows))
         canceled_by_user = _group_by_user(rows)
         self._emit_queue_items_canceled(queue_id, canceled_by_user)
         return CancelAllExceptCurrentResult(canceled=len(rows))
@@ -1159,8 +1190,9 @@ class PostgresSessionQueue(SessionQueueBase):
                         ~_ids_in(sq.c.item_id, protected),
                     )
                 )
-                .returning(sq.c.item_id, sq.c.user_id)
+                .returning(*_DELETED_COLUMNS)
             ).all()
+            run_stop_hooks(conn, self._stop_hooks, deleted_while_running(rows))
         deleted_by_user = _group_by_user(rows)
         self._emit_queue_items_canceled(queue_id, deleted_by_user)
         return DeleteAllExceptCurrentResult(deleted=len(rows))
