@@ -8,6 +8,10 @@ import threading
 from collections.abc import Callable
 from logging import Logger
 
+# Every pass's thread is named with this prefix, so a thread dump, or a test counting a request's SQL statements,
+# can tell the passes apart from request threads.
+THREAD_PREFIX = "saas-pass:"
+
 
 class PeriodicTask:
     """Calls ``run(pass_number)`` every ``interval`` seconds until stopped. A failing pass is logged and the next
@@ -19,7 +23,7 @@ class PeriodicTask:
         self._run = run
         self._logger = logger
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"{THREAD_PREFIX}{name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
