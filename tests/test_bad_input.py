@@ -250,6 +250,15 @@ def test_an_unknown_object_is_not_found_rather_than_a_server_error(
     assert unknown.status_code == 404, unknown.text
 
 
+def test_an_unknown_board_to_download_is_not_found(saas_web: InvokeAIWebServer) -> None:
+    """Stock's bulk download names the archive after the board before anything checks the board exists, and its
+    not-found exception escaped the route as a 500 (an administrator passes the board access check)."""
+    admin = {"Authorization": f"Bearer {admin_token(saas_web.url)}"}
+    r = httpx.post(f"{saas_web.url}/api/v1/images/download", json={"board_id": "no-such-board"}, headers=admin)
+    assert r.status_code == 404, r.text
+    assert r.json() == {"detail": "Not found: the request names an object that does not exist."}
+
+
 def test_a_failed_model_install_shows_no_traceback(saas_web: InvokeAIWebServer) -> None:
     """Install jobs carry the failed install's traceback in stock; the install routes are filtered
     (``tracebacks.py``)."""

@@ -6,8 +6,10 @@ from board"), so a request naming an image, board or workflow that does not exis
 is told the server failed. The services raise their own not-found exceptions (the PostgreSQL ones raise stock's
 types), so the handler looks at the exception the route caught, the 500's direct cause or context (deeper links
 are left alone: there the not-found was handled and something else failed), and answers 404 with a fixed message
-when it is one of them; anything else goes to the previous handler unchanged. Another tenant's object is already
-reported as not found by the services, so the answer reveals nothing about it.
+when it is one of them; anything else goes to the previous handler unchanged. Other stock handlers let the
+service's not-found exception escape (e.g. ``POST /api/v1/images/download`` with an unknown ``board_id`` names the
+archive after the board before anything checks it exists): those answer the same 404. Another tenant's object is
+already reported as not found by the services, so the answer reveals nothing about it.
 """
 
 from __future__ import annotations
@@ -62,3 +64,9 @@ def install_not_found_handler(app: FastAPI) -> None:
         return await result if isinstance(result, Awaitable) else result
 
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
+
+    async def on_not_found(request: Request, error: Exception) -> Response:
+        return JSONResponse(status_code=404, content={"detail": NOT_FOUND_DETAIL})
+
+    for kind in kinds:
+        app.add_exception_handler(kind, on_not_found)
