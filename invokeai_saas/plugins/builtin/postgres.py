@@ -118,8 +118,19 @@ def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
 
 @hookimpl
 def saas_startup(saas_config: SaasSettings, services: Any, logger: Logger) -> None:
+    if saas_config.database_url is None or worker_role() is not None:
+        return
+    from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
+
+    if services.configuration.multiuser and isinstance(services.session_queue, PostgresSessionQueue):
+        # A deactivated account's work stops within a second, however it was deactivated (...suspensions.py).
+        from invokeai_saas.services.session_queue.session_queue_suspensions import suspension_task
+
+        suspensions = suspension_task(get_engine(saas_config), services.session_queue, logger)
+        suspensions.start()
+        _state["suspensions"] = suspensions
     # API processes bound each user's finished queue items (invokeai_saas/services/session_queue/...retention.py).
-    if saas_config.database_url is None or saas_config.max_queue_history_per_user is None or worker_role() is not None:
+    if saas_config.max_queue_history_per_user is None:
         return
     from invokeai_saas.services.session_queue.session_queue_retention import retention_task
 
@@ -144,9 +155,10 @@ def saas_health_probes(saas_config: SaasSettings, services: Any) -> list[Backend
 
 @hookimpl
 def saas_shutdown(saas_config: SaasSettings, logger: Logger) -> None:
-    task = _state.pop("retention", None)
-    if task is not None:
-        task.stop()
+    for name in ("suspensions", "retention"):
+        task = _state.pop(name, None)
+        if task is not None:
+            task.stop()
     if saas_config.database_url is None:
         return
     from invokeai_saas.db.engine import dispose_engines

@@ -110,6 +110,7 @@ from invokeai_saas.services.session_queue.session_queue_stops import (
     run_stop_hooks,
     stopped_item,
 )
+from invokeai_saas.services.session_queue.session_queue_suspensions import owner_may_run
 from invokeai_saas.services.session_queue.stored_items import (
     UNREADABLE_ERROR_TYPE,
     UNREADABLE_MESSAGE,
@@ -683,9 +684,12 @@ class PostgresSessionQueue(SessionQueueBase):
 
         Workers narrow the pending rows with ``eligible`` (their tiers, users under their running cap, no
         chain pinned elsewhere) and serve the highest scheduling tier first (``tier_first``), stock's order
-        applying within a tier.
+        applying within a tier. With several users, an item whose owner is deactivated (or gone) is never claimed:
+        stock claims it and then cancels it, charged for the instant it held the device; the suspension pass
+        (``session_queue_suspensions``) cancels it instead.
         """
-        pending = (sq.c.status == "pending", *eligible)
+        owners = (owner_may_run(sq.c.user_id),) if self._invoker.services.configuration.multiuser else ()
+        pending = (sq.c.status == "pending", *owners, *eligible)
         source, order = dispatch_order(pending, round_robin, tier_first)
         return conn.execute(
             select(sq.c.item_id, sq.c.user_id, sq.c.priority)
