@@ -224,3 +224,26 @@ def test_the_run_time_limit_counts_a_resumed_parents_earlier_segments(
     (stop,) = SpendingCap(pg_engine, queue).run_once()
     assert stop.item_id == parent.item_id and stop.error_type == "RunTimeLimitExceeded"
     _assert_charged_once(pg_engine, ledger, user_id, parent.item_id, EARLIER)
+
+
+@pytest.mark.parametrize("path", ["cancel all except current", "delete all except current"])
+def test_all_except_current_charges_a_parked_parent_outside_the_running_chains(
+    pg_engine: Engine, ledger: CreditLedger, queue: PostgresSessionQueue, path: str
+) -> None:
+    """With another item running, a parked parent whose child is still pending is not part of a running chain:
+    "all except current" stops it, and it is charged its earlier segments; the running item goes on."""
+    user_id = _user(pg_engine, f"except-{path.split()[0]}")
+    set_balance(pg_engine, user_id, BALANCE)
+    parent, child = parked_parent(pg_engine, queue, user_id)
+    batch = Batch(graph=add_graph(), runs=1)
+    (other_id,) = asyncio.run(queue.enqueue_batch(Q, batch, False, user_id)).item_ids
+    # The other item runs (put in progress directly: the child is first in line for a claim).
+    with pg_engine.begin() as conn:
+        conn.execute(text("UPDATE session_queue SET status = 'in_progress' WHERE item_id = :i"), {"i": other_id})
+    if path == "cancel all except current":
+        queue.cancel_all_except_current(Q, user_id)
+    else:
+        queue.delete_all_except_current(Q, user_id)
+    _assert_charged_once(pg_engine, ledger, user_id, parent.item_id, EARLIER)
+    assert usage(pg_engine, child.item_id) is None and usage(pg_engine, other_id) is None
+    assert queue.get_queue_item(other_id).status == "in_progress"
