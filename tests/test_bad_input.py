@@ -250,6 +250,32 @@ def test_an_unknown_object_is_not_found_rather_than_a_server_error(
     assert unknown.status_code == 404, unknown.text
 
 
+def test_someone_elses_image_cannot_be_probed_through_its_board(
+    saas_web: InvokeAIWebServer, user: dict[str, Any]
+) -> None:
+    """Stock answered another user's image on no board with 201 "removed", which confirms the name exists; it
+    now answers what an unknown name answers (``board_image_guards.py``)."""
+    url = saas_web.url
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(png, format="PNG")
+    uploaded = httpx.post(
+        f"{url}/api/v1/images/upload",
+        params={"image_category": "user", "is_intermediate": "false"},
+        files={"file": ("mine.png", png.getvalue(), "image/png")},
+        headers=user["headers"],
+        timeout=60,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    name = uploaded.json()["image_name"]
+    _, other = saas_user(saas_web, "prober")
+    unknown = httpx.request("DELETE", f"{url}/api/v1/board_images/", json={"image_name": "nope.png"}, headers=other)
+    probed = httpx.request("DELETE", f"{url}/api/v1/board_images/", json={"image_name": name}, headers=other)
+    assert probed.status_code == unknown.status_code == 404, probed.text
+    assert probed.json() == unknown.json()
+    own = httpx.request("DELETE", f"{url}/api/v1/board_images/", json={"image_name": name}, headers=user["headers"])
+    assert own.status_code == 201, own.text
+
+
 def test_an_unknown_board_to_download_is_not_found(saas_web: InvokeAIWebServer) -> None:
     """Stock's bulk download names the archive after the board before anything checks the board exists, and its
     not-found exception escaped the route as a 500 (an administrator passes the board access check)."""

@@ -49,12 +49,13 @@ def saas_route_overrides(saas_config: SaasSettings) -> list[APIRouter]:
 @hookimpl
 def saas_configure_app(saas_config: SaasSettings, app: FastAPI) -> None:
     from invokeai_saas.patches import api_app_route_guards, events_fastapievents_tracebacks, starlette_request_json
+    from invokeai_saas.routes.board_image_guards import board_image_route_guards
     from invokeai_saas.routes.file_name_errors import install_file_name_error_handlers
     from invokeai_saas.routes.not_found_errors import install_not_found_handler
     from invokeai_saas.routes.request_limits import install_request_limits
     from invokeai_saas.routes.tracebacks import install_server_error_bodies, queue_item_route_filters
 
-    api_app_route_guards.apply(app, [], queue_item_route_filters())
+    api_app_route_guards.apply(app, board_image_route_guards(), queue_item_route_filters())
     events_fastapievents_tracebacks.apply()
     # Bad input is refused (422) and bodies bounded (413) before any route; no 5xx body carries internals
     # (invokeai_saas/routes/bad_input.py, request_limits.py, tracebacks.py). Called first of all plugins, so the
