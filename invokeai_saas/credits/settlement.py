@@ -110,7 +110,13 @@ class CreditHoldGuard:
 
 
 class SessionCharger:
-    """``on_before_run_session`` / ``on_after_run_session`` callbacks for stock's ``DefaultSessionRunner``."""
+    """``on_before_run_session`` / ``on_after_run_node`` / ``on_after_run_session`` callbacks for stock's
+    ``DefaultSessionRunner``.
+
+    A run is measured from its start to the end of its last node, not to the after-session callback: stock calls
+    that after writing the item's session and completion, and a worker retries those writes through a database
+    outage (``invokeai_saas.worker.outage``), time that is ours, not the user's. A run whose last node did not end
+    (canceled, failed) is measured to the callback; a stop from outside was charged at the stop anyway."""
 
     def __init__(self, engine: Engine, ledger: CreditLedger, plans: PlanService, estimator: CreditEstimator) -> None:
         self._engine = engine
@@ -118,18 +124,28 @@ class SessionCharger:
         self._plans = plans
         self._estimator = estimator
         self._started: dict[int, float] = {}
+        self._last_node_end: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def on_before_run_session(self, queue_item: SessionQueueItem) -> None:
         with self._lock:
             self._started[queue_item.item_id] = time.monotonic()
+            self._last_node_end.pop(queue_item.item_id, None)
+
+    def on_after_run_node(self, invocation: Any, queue_item: SessionQueueItem, output: Any) -> None:
+        with self._lock:
+            if queue_item.item_id in self._started:
+                self._last_node_end[queue_item.item_id] = time.monotonic()
 
     def on_after_run_session(self, queue_item: SessionQueueItem) -> None:
+        now = time.monotonic()
         with self._lock:
             started = self._started.pop(queue_item.item_id, None)
+            ended = self._last_node_end.pop(queue_item.item_id, None)
             if started is None:
                 return
-            seconds = time.monotonic() - started
+        complete = queue_item.status == "completed"
+        seconds = (ended if complete and ended is not None else now) - started
         if queue_item.status == "waiting":
             # A workflow-call parent parked for its child: the queue recorded this segment as it parked it; the
             # parent is charged when it ends (here after it resumes, or by the stop hook if it ends while parked).

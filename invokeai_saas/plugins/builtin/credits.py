@@ -97,6 +97,7 @@ def saas_swap_services(
             session_runner=DefaultSessionRunner(
                 on_before_run_session_callbacks=[charger.on_before_run_session, run_limits.on_before_run_session],
                 on_before_run_node_callbacks=[run_limits.on_before_run_node],
+                on_after_run_node_callbacks=[charger.on_after_run_node],
                 on_after_run_session_callbacks=[run_limits.on_after_run_session, charger.on_after_run_session],
             )
         )
