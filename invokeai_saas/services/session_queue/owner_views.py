@@ -14,8 +14,6 @@ the numbers come from one snapshot.
 
 from __future__ import annotations
 
-from typing import Any
-
 from invokeai.app.services.session_queue.session_queue_common import (
     SessionQueueItem,
     SessionQueueItemSummary,
@@ -25,17 +23,13 @@ from pydantic import Field
 from sqlalchemy import func, select, true
 
 from invokeai_saas.db.tables import session_queue as sq
-from invokeai_saas.db.tables import users
 from invokeai_saas.services.session_queue.dispatch_order import items_ahead
 from invokeai_saas.services.session_queue.session_queue_postgres import (
     PostgresSessionQueue,
     _ids_in,
     _item_from_row,
     _item_select,
-    _ms,
-    _stock_row,
 )
-from invokeai_saas.services.session_queue.stored_items import summary_from_values
 
 
 class OwnerQueueStatus(SessionQueueStatus):
@@ -49,7 +43,8 @@ class OwnerQueueStatus(SessionQueueStatus):
 
 
 class OwnerQueueViews:
-    """Reads of ``queue`` scoped to one owner (see the module docstring)."""
+    """Reads of ``queue`` scoped to one owner (see the module docstring); the reads stock also has are the queue's own
+    statements, given the owner as a filter."""
 
     def __init__(self, queue: PostgresSessionQueue) -> None:
         self._queue = queue
@@ -61,13 +56,7 @@ class OwnerQueueViews:
 
     def list_items(self, queue_id: str, user_id: str, destination: str | None = None) -> list[SessionQueueItem]:
         """Stock's ``list_all_queue_items`` order (priority, then item id), the user's items only."""
-
-        conditions = [sq.c.queue_id == queue_id, sq.c.user_id == user_id]
-        if destination is not None:
-            conditions.append(sq.c.destination == destination)
-        with self._reads.connect() as conn:
-            rows = conn.execute(_item_select().where(*conditions).order_by(sq.c.priority.desc(), sq.c.item_id)).all()
-        return [_item_from_row(row) for row in rows]
+        return self._queue._all_items(queue_id, destination, owner=user_id)
 
     def items_by_ids(self, queue_id: str, user_id: str, item_ids: list[int]) -> list[SessionQueueItem]:
         """The user's items among ``item_ids``, in the requested order (repeats repeated, others skipped, as stock)."""
@@ -84,54 +73,15 @@ class OwnerQueueViews:
         return [items[item_id] for item_id in item_ids if item_id in items]
 
     def summaries_by_ids(self, queue_id: str, user_id: str, item_ids: list[int]) -> list[SessionQueueItemSummary]:
-
-        if not item_ids:
-            return []
-        with self._reads.connect() as conn:
-            rows = conn.execute(
-                select(
-                    sq.c.item_id,
-                    sq.c.created_at,
-                    sq.c.status,
-                    sq.c.device,
-                    sq.c.started_at,
-                    sq.c.completed_at,
-                    sq.c.origin,
-                    sq.c.destination,
-                    sq.c.batch_id,
-                    sq.c.user_id,
-                    users.c.display_name.label("user_display_name"),
-                    users.c.email.label("user_email"),
-                    sq.c.field_values,
-                    sq.c.parent_item_id,
-                )
-                .select_from(sq.outerjoin(users, users.c.user_id == sq.c.user_id))
-                .where(sq.c.queue_id == queue_id, sq.c.user_id == user_id, _ids_in(sq.c.item_id, item_ids))
-            ).all()
-        summaries = {row.item_id: summary_from_values(_stock_row(row)) for row in rows}
-        return [summaries[item_id] for item_id in item_ids if item_id in summaries]
+        return self._queue._summaries_by_ids(queue_id, item_ids, owner=user_id)
 
     def current(self, queue_id: str, user_id: str) -> SessionQueueItem | None:
         """The user's running item (the first by id when several run on several workers)."""
-        return self._first(queue_id, user_id, "in_progress")
+        return self._queue._first_item(queue_id, "in_progress", owner=user_id)
 
     def next(self, queue_id: str, user_id: str) -> SessionQueueItem | None:
         """The user's next pending item in stock's ``get_next`` order (priority, creation, id)."""
-        return self._first(queue_id, user_id, "pending")
-
-    def _first(self, queue_id: str, user_id: str, status: str) -> SessionQueueItem | None:
-
-        order: tuple[Any, ...] = (sq.c.item_id,)
-        if status == "pending":
-            order = (sq.c.priority.desc(), _ms(sq.c.created_at), sq.c.item_id)
-        with self._reads.connect() as conn:
-            row = conn.execute(
-                _item_select()
-                .where(sq.c.queue_id == queue_id, sq.c.user_id == user_id, sq.c.status == status)
-                .order_by(*order)
-                .limit(1)
-            ).one_or_none()
-        return _item_from_row(row) if row is not None else None
+        return self._queue._first_item(queue_id, "pending", owner=user_id)
 
     def status(self, queue_id: str, user_id: str) -> OwnerQueueStatus:
         """The user's counts, running item and place in the queue, from one statement (one snapshot)."""

@@ -867,21 +867,22 @@ class PostgresSessionQueue(SessionQueueBase):
                 continue
 
     def get_next(self, queue_id: str) -> SessionQueueItem | None:
-        with self._reads.connect() as conn:
-            row = conn.execute(
-                _item_select()
-                .where(sq.c.queue_id == queue_id, sq.c.status == "pending")
-                .order_by(sq.c.priority.desc(), _ms(sq.c.created_at), sq.c.item_id)
-                .limit(1)
-            ).one_or_none()
-        return _item_from_row(row) if row is not None else None
+        return self._first_item(queue_id, "pending")
 
     def get_current(self, queue_id: str) -> SessionQueueItem | None:
+        return self._first_item(queue_id, "in_progress")
+
+    def _first_item(self, queue_id: str, status: str, owner: str | None = None) -> SessionQueueItem | None:
+        """The first item with ``status``: pending ones in stock's ``get_next`` order (priority, creation, id),
+        running ones by id. ``owner`` keeps one user's items only (the saas views, ``owner_views``)."""
+        order: tuple[Any, ...] = (sq.c.item_id,)
+        if status == "pending":
+            order = (sq.c.priority.desc(), _ms(sq.c.created_at), sq.c.item_id)
         with self._reads.connect() as conn:
             row = conn.execute(
                 _item_select()
-                .where(sq.c.queue_id == queue_id, sq.c.status == "in_progress")
-                .order_by(sq.c.item_id)
+                .where(sq.c.queue_id == queue_id, sq.c.status == status, *_user_scope(owner))
+                .order_by(*order)
                 .limit(1)
             ).one_or_none()
         return _item_from_row(row) if row is not None else None
@@ -1241,7 +1242,13 @@ class PostgresSessionQueue(SessionQueueBase):
         return CursorPaginatedResults(items=items, limit=limit, has_more=has_more)
 
     def list_all_queue_items(self, queue_id: str, destination: str | None = None) -> list[SessionQueueItem]:
-        conditions: list[ColumnElement[bool]] = [sq.c.queue_id == queue_id]
+        return self._all_items(queue_id, destination)
+
+    def _all_items(
+        self, queue_id: str, destination: str | None = None, owner: str | None = None
+    ) -> list[SessionQueueItem]:
+        """Stock's ``list_all_queue_items`` order (priority, then item id); ``owner`` keeps one user's items."""
+        conditions: list[ColumnElement[bool]] = [sq.c.queue_id == queue_id, *_user_scope(owner)]
         if destination is not None:
             conditions.append(sq.c.destination == destination)
         with self._reads.connect() as conn:
@@ -1269,8 +1276,14 @@ class PostgresSessionQueue(SessionQueueBase):
         return ItemIdsResult(item_ids=item_ids, total_count=len(item_ids))
 
     def get_queue_item_summaries_by_ids(self, queue_id: str, item_ids: list[int]) -> list[SessionQueueItemSummary]:
+        return self._summaries_by_ids(queue_id, item_ids)
+
+    def _summaries_by_ids(
+        self, queue_id: str, item_ids: list[int], owner: str | None = None
+    ) -> list[SessionQueueItemSummary]:
         """One statement for any number of ids (one ``bigint[]`` parameter); results in the requested order,
-        unknown ids and other queues' items skipped, repeated ids repeated — as stock."""
+        unknown ids and other queues' items skipped, repeated ids repeated — as stock. ``owner`` skips other
+        users' items too."""
         if not item_ids:
             return []
         with self._reads.connect() as conn:
@@ -1292,7 +1305,7 @@ class PostgresSessionQueue(SessionQueueBase):
                     sq.c.parent_item_id,
                 )
                 .select_from(sq.outerjoin(users, users.c.user_id == sq.c.user_id))
-                .where(sq.c.queue_id == queue_id, _ids_in(sq.c.item_id, item_ids))
+                .where(sq.c.queue_id == queue_id, _ids_in(sq.c.item_id, item_ids), *_user_scope(owner))
             ).all()
         summaries = {row.item_id: summary_from_values(_stock_row(row)) for row in rows}
         return [summaries[item_id] for item_id in item_ids if item_id in summaries]
