@@ -9,32 +9,25 @@ anything else is answered by the previous handler, unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from invokeai_saas.credits.ledger import InsufficientCredits
 from invokeai_saas.credits.limits import PlanLimitExceeded
 from invokeai_saas.exception_chain import find_in_chain
+from invokeai_saas.exception_handlers import answer_http_exceptions
 
-Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
+
+def _refusal_answer(request: Request, error: Exception) -> Response | None:
+    limit = find_in_chain(error, PlanLimitExceeded)
+    if limit is not None:
+        return JSONResponse(status_code=limit.status_code, content={"detail": limit.detail})
+    credits = find_in_chain(error, InsufficientCredits)
+    if credits is not None:
+        return JSONResponse(status_code=402, content={"detail": str(credits)})
+    return None
 
 
 def install_credit_error_handler(app: FastAPI) -> None:
     """Wrap the app's ``HTTPException`` handler; call before the first request."""
-    previous: Handler = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
-
-    async def on_http_exception(request: Request, error: Exception) -> Response:
-        limit = find_in_chain(error, PlanLimitExceeded)
-        if limit is not None:
-            return JSONResponse(status_code=limit.status_code, content={"detail": limit.detail})
-        credits = find_in_chain(error, InsufficientCredits)
-        if credits is not None:
-            return JSONResponse(status_code=402, content={"detail": str(credits)})
-        result = previous(request, error)
-        return await result if isinstance(result, Awaitable) else result
-
-    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    answer_http_exceptions(app, _refusal_answer)

@@ -10,28 +10,21 @@ for every other 422. Anything else goes to the previous handler unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from invokeai_saas.exception_chain import find_in_chain
+from invokeai_saas.exception_handlers import answer_http_exceptions
 from invokeai_saas.services.session_queue.batch_values import InvalidBatchValues
 
-Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
+
+def _refused_values_answer(request: Request, error: Exception) -> Response | None:
+    refused = find_in_chain(error, InvalidBatchValues)
+    if refused is not None:
+        return JSONResponse(status_code=422, content={"detail": refused.errors})
+    return None
 
 
 def install_batch_value_error_handler(app: FastAPI) -> None:
     """Wrap the app's ``HTTPException`` handler; call before the first request."""
-    previous: Handler = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
-
-    async def on_http_exception(request: Request, error: Exception) -> Response:
-        refused = find_in_chain(error, InvalidBatchValues)
-        if refused is not None:
-            return JSONResponse(status_code=422, content={"detail": refused.errors})
-        result = previous(request, error)
-        return await result if isinstance(result, Awaitable) else result
-
-    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    answer_http_exceptions(app, _refused_values_answer)

@@ -14,16 +14,12 @@ already reported as not found by the services, so the answer reveals nothing abo
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from invokeai_saas.exception_handlers import answer_http_exceptions
 
 NOT_FOUND_DETAIL = "Not found: the request names an object that does not exist."
-
-Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
 
 def not_found_types() -> tuple[type[BaseException], ...]:
@@ -53,17 +49,15 @@ def not_found_types() -> tuple[type[BaseException], ...]:
 
 def install_not_found_handler(app: FastAPI) -> None:
     """Wrap the app's ``HTTPException`` handler; call before the first request."""
-    previous: Handler = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
     kinds = not_found_types()
 
-    async def on_http_exception(request: Request, error: Exception) -> Response:
+    def not_found_answer(request: Request, error: Exception) -> Response | None:
         caught = error.__cause__ or error.__context__
         if getattr(error, "status_code", 0) >= 500 and isinstance(caught, kinds):
             return JSONResponse(status_code=404, content={"detail": NOT_FOUND_DETAIL})
-        result = previous(request, error)
-        return await result if isinstance(result, Awaitable) else result
+        return None
 
-    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    answer_http_exceptions(app, not_found_answer)
 
     async def on_not_found(request: Request, error: Exception) -> Response:
         return JSONResponse(status_code=404, content={"detail": NOT_FOUND_DETAIL})

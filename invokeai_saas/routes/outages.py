@@ -22,16 +22,14 @@ Nothing of the exception reaches the response; it is logged. Anything else goes 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 import psycopg
 from fastapi import FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from invokeai_saas.exception_chain import find_in_chain
+from invokeai_saas.exception_handlers import answer_http_exceptions, answer_unhandled_exceptions
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +37,6 @@ UNAVAILABLE_DETAIL = "The database is temporarily unavailable; nothing was lost.
 UNSTORABLE_DETAIL = "The request contains a value the database cannot store (out of range or not valid text)."
 RETRY_AFTER_SECONDS = 5
 
-Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 # SQLAlchemy's (statements through an engine) and psycopg's own (code that runs prepared statements on a raw
 # connection, e.g. the token check).
 _OUTAGES: tuple[type[BaseException], ...] = (
@@ -83,27 +80,7 @@ def _database_answer(request: Request, error: Exception) -> Response | None:
     return None
 
 
-async def _answer(previous: Handler, request: Request, error: Exception) -> Response:
-    result = previous(request, error)
-    return await result if isinstance(result, Awaitable) else result
-
-
 def install_database_error_handlers(app: FastAPI) -> None:
     """Wrap the app's ``HTTPException`` and unhandled-exception handlers; call before the first request."""
-    previous_http: Handler = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
-    previous_unhandled: Handler | None = app.exception_handlers.get(Exception)
-
-    async def on_http_exception(request: Request, error: Exception) -> Response:
-        answer = _database_answer(request, error)
-        return answer if answer is not None else await _answer(previous_http, request, error)
-
-    async def on_unhandled(request: Request, error: Exception) -> Response:
-        answer = _database_answer(request, error)
-        if answer is not None:
-            return answer
-        if previous_unhandled is not None:
-            return await _answer(previous_unhandled, request, error)
-        return JSONResponse(status_code=500, content={"detail": "Internal Server Error"})
-
-    app.add_exception_handler(StarletteHTTPException, on_http_exception)
-    app.add_exception_handler(Exception, on_unhandled)
+    answer_http_exceptions(app, _database_answer)
+    answer_unhandled_exceptions(app, _database_answer)

@@ -13,22 +13,18 @@ JSON ``detail`` by default), and Starlette's plain ``Internal Server Error`` for
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from invokeai_saas.exception_chain import find_in_chain
+from invokeai_saas.exception_handlers import answer_http_exceptions, answer_unhandled_exceptions
 from invokeai_saas.storage.object_store import ObjectStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 UNAVAILABLE_DETAIL = "Object storage is temporarily unavailable; nothing was lost. Try again."
 RETRY_AFTER_SECONDS = 5
-
-Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
 
 def find_outage(error: BaseException | None) -> ObjectStoreUnavailable | None:
@@ -48,37 +44,26 @@ def _log(request: Request, outage: ObjectStoreUnavailable) -> None:
     logger.warning("Object storage unavailable (%s) during %s %s", outage, request.method, request.url.path)
 
 
-async def _answer(previous: Handler, request: Request, error: Exception) -> Response:
-    result = previous(request, error)
-    return await result if isinstance(result, Awaitable) else result
+def _outage_answer(request: Request, error: Exception) -> Response | None:
+    outage = find_outage(error)
+    if outage is None:
+        return None
+    _log(request, outage)
+    return unavailable_response()
+
+
+def _plain_internal_server_error() -> Response:
+    return PlainTextResponse("Internal Server Error", status_code=500)
 
 
 def install_object_store_error_handlers(app: FastAPI) -> None:
     """Register the handlers; call before the app serves its first request (Starlette builds its middleware
     stack, handlers included, on the first request)."""
-    previous_http: Handler = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
-    previous_unhandled: Handler | None = app.exception_handlers.get(Exception)
-
-    async def on_http_exception(request: Request, error: Exception) -> Response:
-        outage = find_outage(error)
-        if outage is None:
-            return await _answer(previous_http, request, error)
-        _log(request, outage)
-        return unavailable_response()
+    answer_http_exceptions(app, _outage_answer)
 
     async def on_outage(request: Request, error: Exception) -> Response:
         _log(request, error)  # type: ignore[arg-type]
         return unavailable_response()
 
-    async def on_unhandled(request: Request, error: Exception) -> Response:
-        outage = find_outage(error)
-        if outage is not None:
-            _log(request, outage)
-            return unavailable_response()
-        if previous_unhandled is not None:
-            return await _answer(previous_unhandled, request, error)
-        return PlainTextResponse("Internal Server Error", status_code=500)
-
-    app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(ObjectStoreUnavailable, on_outage)
-    app.add_exception_handler(Exception, on_unhandled)
+    answer_unhandled_exceptions(app, _outage_answer, otherwise=_plain_internal_server_error)
