@@ -27,10 +27,11 @@ from datetime import UTC, datetime, timedelta
 from jose import JWTError, jwt
 from sqlalchemy import Engine, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from invokeai_saas.db.prepared import PreparedRead
 from invokeai_saas.db.tables import revoked_tokens
+from invokeai_saas.http_middleware import HttpOnlyMiddleware
 
 # What stock gives a token without an ``exp`` claim (``token_service.DEFAULT_EXPIRATION_HOURS``).
 _DEFAULT_LIFETIME = timedelta(hours=24)
@@ -46,16 +47,10 @@ _IS_REVOKED = PreparedRead(
 _request_verdicts: ContextVar[dict[str, bool] | None] = ContextVar("invokeai_saas_token_verdicts", default=None)
 
 
-class RequestTokenVerdicts:
+class RequestTokenVerdicts(HttpOnlyMiddleware):
     """ASGI middleware: a fresh memo of revocation verdicts for each HTTP request (see the module)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         reset = _request_verdicts.set({})
         try:
             await self.app(scope, receive, send)

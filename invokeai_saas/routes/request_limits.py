@@ -27,6 +27,7 @@ from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from invokeai_saas.http_middleware import HttpOnlyMiddleware
 from invokeai_saas.routes.bad_input import BadInput, check_parameter
 
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -54,17 +55,14 @@ def _too_large(limit: int) -> JSONResponse:
     )
 
 
-class RequestLimitsMiddleware:
+class RequestLimitsMiddleware(HttpOnlyMiddleware):
     """Refuse bad query and path values and oversized non-upload bodies before the app routes the request."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             check_request_target(scope)
         except BadInput as refused:

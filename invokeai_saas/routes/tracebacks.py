@@ -37,7 +37,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from invokeai_saas.http_middleware import HttpOnlyMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -104,16 +106,10 @@ def _is_deliberate(status: int) -> bool:
     return status in (501, 503)
 
 
-class ServerErrorBodiesMiddleware:
+class ServerErrorBodiesMiddleware(HttpOnlyMiddleware):
     """Replace the body of every 5xx answer but 501 and 503 with the generic one, logging the original."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message | None = None
         original: list[bytes] = []
 
