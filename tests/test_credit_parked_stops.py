@@ -26,12 +26,20 @@ from sqlalchemy import Engine, text
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.credits.cap import SpendingCap
 from invokeai_saas.credits.estimate import CreditEstimator
-from invokeai_saas.credits.ledger import CreditLedger, Usage
+from invokeai_saas.credits.ledger import CreditLedger
 from invokeai_saas.credits.plans import PlanService
 from invokeai_saas.credits.settlement import SessionCharger, release_unsettled
 from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
 from tests.services.test_session_queue import add_graph
-from tests.support.credits import charged, item_entries, set_balance, set_overrides, usage
+from tests.support.credits import (
+    assert_charged_once,
+    assert_stopping_again_changes_nothing,
+    backdate_start,
+    item_entries,
+    set_balance,
+    set_overrides,
+    usage,
+)
 from tests.support.workflow_calls import park_on_a_call
 from tests.test_credit_periods import _user
 from tests.test_credit_stops import metered_queue
@@ -51,17 +59,6 @@ def queue(pg_engine: Engine, ledger: CreditLedger) -> PostgresSessionQueue:
     return metered_queue(pg_engine, ledger)
 
 
-def _backdate(engine: Engine, item_id: int, seconds: float) -> None:
-    """Move the running segment's start ``seconds`` back on the database's clock (rather than waiting)."""
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE session_queue SET started_at = clock_timestamp() - make_interval(secs => :s) WHERE item_id = :i"
-            ),
-            {"s": seconds, "i": item_id},
-        )
-
-
 def parked_parent(
     engine: Engine, queue: PostgresSessionQueue, user_id: str, ran: float = EARLIER
 ) -> tuple[SessionQueueItem, SessionQueueItem]:
@@ -71,7 +68,7 @@ def parked_parent(
     (parent_id,) = asyncio.run(queue.enqueue_batch(Q, batch, False, user_id)).item_ids
     parent = queue.dequeue()
     assert parent is not None and parent.item_id == parent_id
-    _backdate(engine, parent_id, ran)
+    backdate_start(engine, parent_id, ran)
     park_on_a_call(parent)
     child = queue.enqueue_workflow_call_child(parent, GraphExecutionState(graph=add_graph(a=7)))
     queue.suspend_queue_item(parent_id, queue_item=parent)
@@ -79,10 +76,26 @@ def parked_parent(
     return parent, child
 
 
-def _run_child_to_completion(engine: Engine, queue: PostgresSessionQueue, child: SessionQueueItem) -> None:
+def _claim(queue: PostgresSessionQueue, item_id: int) -> SessionQueueItem:
+    """Claim the next item, which must be ``item_id``."""
     claimed = queue.dequeue()
-    assert claimed is not None and claimed.item_id == child.item_id
+    assert claimed is not None and claimed.item_id == item_id
+    return claimed
+
+
+def _run_child_to_completion(engine: Engine, queue: PostgresSessionQueue, child: SessionQueueItem) -> None:
+    _claim(queue, child.item_id)
     queue.complete_queue_item(child.item_id)
+
+
+def _resumed_parent(engine: Engine, queue: PostgresSessionQueue, name: str) -> SessionQueueItem:
+    """A new user's parked parent whose child ran to completion, resumed (pending again)."""
+    user_id = _user(engine, name)
+    set_balance(engine, user_id, BALANCE)
+    parent, child = parked_parent(engine, queue, user_id)
+    _run_child_to_completion(engine, queue, child)
+    queue.resume_queue_item(parent.item_id)
+    return parent
 
 
 PARKED_STOPS: dict[str, Callable[[PostgresSessionQueue, SessionQueueItem, SessionQueueItem], Any]] = {
@@ -99,14 +112,6 @@ PARKED_STOPS: dict[str, Callable[[PostgresSessionQueue, SessionQueueItem, Sessio
 }
 
 
-def _assert_charged_once(engine: Engine, ledger: CreditLedger, user_id: str, item_id: int, ran: float) -> Any:
-    record = usage(engine, item_id)
-    assert record is not None, "the parent was not charged the segments it ran"
-    assert ran <= record.seconds < ran + 2 and record.credits == math.ceil(record.seconds)
-    assert charged(engine, item_id) == record.credits
-    return record
-
-
 @pytest.mark.parametrize("path", list(PARKED_STOPS))
 def test_a_parent_stopped_while_parked_is_charged_the_segments_it_ran_once(
     pg_engine: Engine, ledger: CreditLedger, queue: PostgresSessionQueue, path: str
@@ -116,7 +121,7 @@ def test_a_parent_stopped_while_parked_is_charged_the_segments_it_ran_once(
     parent, child = parked_parent(pg_engine, queue, user_id)
     PARKED_STOPS[path](queue, parent, child)
 
-    record = _assert_charged_once(pg_engine, ledger, user_id, parent.item_id, EARLIER)
+    record = assert_charged_once(pg_engine, parent.item_id, EARLIER, "the parent")
     assert usage(pg_engine, child.item_id) is None  # the child never ran: nothing charged, its hold released
     release_unsettled(pg_engine, ledger)  # (the backstop's pass; young holds are left alone)
     with pg_engine.begin() as conn:
@@ -128,43 +133,34 @@ def test_a_parent_stopped_while_parked_is_charged_the_segments_it_ran_once(
     assert settle == {"stopped": settle["stopped"], "parked": True}
 
     # Stopping it again, pruning, and a late settlement change nothing.
-    for again in (lambda: PARKED_STOPS[path](queue, parent, child), lambda: queue.prune(Q, user_id)):
-        try:
-            again()
-        except Exception as e:  # the items may be gone: a second delete of a missing item raises, as stock's
-            assert type(e).__name__ == "SessionQueueItemNotFoundError"
-    late = ledger.settle(user_id, parent.item_id, 60, Usage(seconds=60.0, gpu_tier="standard"))
-    assert late.already_settled and late.charged == 0
-    assert ledger.balance(user_id) == balance and ledger.rebuild(user_id) == balance
+    assert_stopping_again_changes_nothing(
+        ledger,
+        user_id,
+        parent.item_id,
+        balance,
+        lambda: PARKED_STOPS[path](queue, parent, child),
+        lambda: queue.prune(Q, user_id),
+    )
 
 
 def test_a_resumed_parent_not_yet_claimed_is_charged_its_earlier_segments(
     pg_engine: Engine, ledger: CreditLedger, queue: PostgresSessionQueue
 ) -> None:
-    user_id = _user(pg_engine, "resumed-pending")
-    set_balance(pg_engine, user_id, BALANCE)
-    parent, child = parked_parent(pg_engine, queue, user_id)
-    _run_child_to_completion(pg_engine, queue, child)
-    queue.resume_queue_item(parent.item_id)
+    parent = _resumed_parent(pg_engine, queue, "resumed-pending")
     assert queue.get_queue_item(parent.item_id).status == "pending"
-    queue.cancel_by_batch_ids(Q, [parent.batch_id], user_id)
-    _assert_charged_once(pg_engine, ledger, user_id, parent.item_id, EARLIER)
+    queue.cancel_by_batch_ids(Q, [parent.batch_id], parent.user_id)
+    assert_charged_once(pg_engine, parent.item_id, EARLIER, "the parent")
 
 
 def test_a_resumed_parent_stopped_while_running_is_charged_every_segment(
     pg_engine: Engine, ledger: CreditLedger, queue: PostgresSessionQueue
 ) -> None:
     """Before the fix: the last segment alone (3 s), the 7 s before the call free."""
-    user_id = _user(pg_engine, "resumed-running")
-    set_balance(pg_engine, user_id, BALANCE)
-    parent, child = parked_parent(pg_engine, queue, user_id)
-    _run_child_to_completion(pg_engine, queue, child)
-    queue.resume_queue_item(parent.item_id)
-    resumed = queue.dequeue()
-    assert resumed is not None and resumed.item_id == parent.item_id
-    _backdate(pg_engine, parent.item_id, 3.0)
+    parent = _resumed_parent(pg_engine, queue, "resumed-running")
+    _claim(queue, parent.item_id)
+    backdate_start(pg_engine, parent.item_id, 3.0)
     queue.delete_queue_item(parent.item_id)
-    record = _assert_charged_once(pg_engine, ledger, user_id, parent.item_id, EARLIER + 3.0)
+    record = assert_charged_once(pg_engine, parent.item_id, EARLIER + 3.0, "the parent")
     (settle,) = [details for kind, _, details in item_entries(pg_engine, parent.item_id) if kind == "settle"]
     assert settle == {"stopped": "canceled"}
     assert record.seconds >= EARLIER + 3.0
@@ -182,7 +178,7 @@ def test_a_parent_its_child_completes_while_parked_is_charged_its_segments(
     waiting = queue.get_queue_item(parent.item_id)
     assert waiting.status == "waiting"
     queue.complete_queue_item(parent.item_id, queue_item=waiting)
-    _assert_charged_once(pg_engine, ledger, user_id, parent.item_id, EARLIER)
+    assert_charged_once(pg_engine, parent.item_id, EARLIER, "the parent")
     (settle,) = [details for kind, _, details in item_entries(pg_engine, parent.item_id) if kind == "settle"]
     assert settle == {"stopped": "completed", "parked": True}
 
@@ -192,13 +188,8 @@ def test_the_runner_settles_a_resumed_parent_for_every_segment_whichever_process
 ) -> None:
     """The runner's settlement (``SessionCharger``) of a resumed parent adds the segments the queue recorded when it
     parked, so a process that never saw the earlier segments (another worker, a restarted one) charges them too."""
-    user_id = _user(pg_engine, "runner-settles")
-    set_balance(pg_engine, user_id, BALANCE)
-    parent, child = parked_parent(pg_engine, queue, user_id)
-    _run_child_to_completion(pg_engine, queue, child)
-    queue.resume_queue_item(parent.item_id)
-    resumed = queue.dequeue()
-    assert resumed is not None and resumed.item_id == parent.item_id
+    parent = _resumed_parent(pg_engine, queue, "runner-settles")
+    resumed = _claim(queue, parent.item_id)
 
     settings = SaasSettings()
     estimator = CreditEstimator(settings.credit_estimate_overhead_seconds, settings.credit_estimate_step_seconds)
@@ -206,7 +197,7 @@ def test_the_runner_settles_a_resumed_parent_for_every_segment_whichever_process
     charger.on_before_run_session(resumed)
     completed = queue.complete_queue_item(parent.item_id, queue_item=resumed)
     charger.on_after_run_session(completed)
-    record = _assert_charged_once(pg_engine, ledger, user_id, parent.item_id, EARLIER)
+    record = assert_charged_once(pg_engine, parent.item_id, EARLIER, "the parent")
     assert record.credits == math.ceil(record.seconds) >= EARLIER
 
 
@@ -219,11 +210,10 @@ def test_the_run_time_limit_counts_a_resumed_parents_earlier_segments(
     parent, child = parked_parent(pg_engine, queue, user_id)
     _run_child_to_completion(pg_engine, queue, child)
     queue.resume_queue_item(parent.item_id)
-    resumed = queue.dequeue()
-    assert resumed is not None and resumed.item_id == parent.item_id
+    _claim(queue, parent.item_id)
     (stop,) = SpendingCap(pg_engine, queue).run_once()
     assert stop.item_id == parent.item_id and stop.error_type == "RunTimeLimitExceeded"
-    _assert_charged_once(pg_engine, ledger, user_id, parent.item_id, EARLIER)
+    assert_charged_once(pg_engine, parent.item_id, EARLIER, "the parent")
 
 
 @pytest.mark.parametrize("path", ["cancel all except current", "delete all except current"])
@@ -244,6 +234,6 @@ def test_all_except_current_charges_a_parked_parent_outside_the_running_chains(
         queue.cancel_all_except_current(Q, user_id)
     else:
         queue.delete_all_except_current(Q, user_id)
-    _assert_charged_once(pg_engine, ledger, user_id, parent.item_id, EARLIER)
+    assert_charged_once(pg_engine, parent.item_id, EARLIER, "the parent")
     assert usage(pg_engine, child.item_id) is None and usage(pg_engine, other_id) is None
     assert queue.get_queue_item(other_id).status == "in_progress"

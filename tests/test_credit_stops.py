@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 from invokeai.app.services.session_queue.session_queue_common import Batch, SessionQueueItem
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from invokeai_saas.config import SaasSettings
 from invokeai_saas.credits.estimate import CreditEstimator
-from invokeai_saas.credits.ledger import CreditLedger, Usage
+from invokeai_saas.credits.ledger import CreditLedger
 from invokeai_saas.credits.periods import SubscriptionPeriods
 from invokeai_saas.credits.plans import PlanService
 from invokeai_saas.credits.settlement import CreditHoldGuard
@@ -31,7 +31,17 @@ from invokeai_saas.credits.stops import StopCharger
 from invokeai_saas.devstack.web import InvokeAIWebServer
 from invokeai_saas.services.session_queue.session_queue_postgres import PostgresSessionQueue
 from tests.services.test_session_queue import add_graph
-from tests.support.credits import charged, item_entries, saas_user, set_balance, settled, usage
+from tests.support.credits import (
+    assert_charged_once,
+    assert_stopping_again_changes_nothing,
+    backdate_start,
+    charged,
+    item_entries,
+    saas_user,
+    set_balance,
+    settled,
+    usage,
+)
 from tests.test_credit_periods import _user
 from tests.test_dispatch_queue import RecordingEvents, _start
 
@@ -68,13 +78,7 @@ def start_running(engine: Engine, queue: PostgresSessionQueue, user_id: str, sec
     (item_id,) = asyncio.run(queue.enqueue_batch(Q, batch, False, user_id)).item_ids
     claimed = queue.dequeue()
     assert claimed is not None and claimed.item_id == item_id and claimed.status == "in_progress"
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE session_queue SET started_at = clock_timestamp() - make_interval(secs => :s) WHERE item_id = :i"
-            ),
-            {"s": seconds, "i": item_id},
-        )
+    backdate_start(engine, item_id, seconds)
     return claimed
 
 
@@ -98,22 +102,14 @@ def test_each_stop_path_charges_the_seconds_run_once(
     set_balance(pg_engine, user_id, BALANCE)
     item = start_running(pg_engine, queue, user_id, RAN)
     STOPS[path](queue, item)
-    record = usage(pg_engine, item.item_id)
-    assert record is not None, f"{path}: the stopped item was not charged"
-    assert RAN <= record.seconds < RAN + 2 and record.credits == math.ceil(record.seconds)
-    assert charged(pg_engine, item.item_id) == record.credits
+    record = assert_charged_once(pg_engine, item.item_id, RAN, f"{path}: the stopped item")
     balance = ledger.balance(user_id)
     assert (balance.available, balance.held, balance.debt) == (BALANCE - record.credits, 0, 0)
 
     # Stopping it again, pruning it, and the worker settling it when its run ends change nothing.
-    for again in (lambda: STOPS[path](queue, item), lambda: queue.prune(Q, user_id)):
-        try:
-            again()
-        except Exception as e:  # the item may be gone: a second delete of a missing item raises, as stock's
-            assert type(e).__name__ == "SessionQueueItemNotFoundError"
-    late = ledger.settle(user_id, item.item_id, 60, Usage(seconds=60.0, gpu_tier="standard"))
-    assert late.already_settled and late.charged == 0
-    assert ledger.balance(user_id) == balance and ledger.rebuild(user_id) == balance
+    assert_stopping_again_changes_nothing(
+        ledger, user_id, item.item_id, balance, lambda: STOPS[path](queue, item), lambda: queue.prune(Q, user_id)
+    )
     assert [kind for kind, _, _ in item_entries(pg_engine, item.item_id)] == ["hold", "settle", "release"]
 
 

@@ -3,15 +3,20 @@ in the database."""
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
 
 from invokeai_saas.devstack.web import InvokeAIWebServer
 from tests.support.browser import create_user
 from tests.support.invokeai import admin_token
+
+if TYPE_CHECKING:
+    from invokeai_saas.credits.ledger import Balance, CreditLedger
 
 
 def saas_user(web: InvokeAIWebServer, name: str) -> tuple[str, dict[str, str]]:
@@ -86,3 +91,41 @@ def item_entries(engine: Engine, item_id: int) -> list[tuple[str, int, dict[str,
 def charged(engine: Engine, item_id: int) -> int:
     """What the ledger charged the item (its settle entries summed)."""
     return sum(credits for kind, credits, _ in item_entries(engine, item_id) if kind == "settle")
+
+
+def backdate_start(engine: Engine, item_id: int, seconds: float) -> None:
+    """Move a running item's start ``seconds`` back on the database's clock (rather than waiting them out)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE session_queue SET started_at = clock_timestamp() - make_interval(secs => :s) WHERE item_id = :i"
+            ),
+            {"s": seconds, "i": item_id},
+        )
+
+
+def assert_charged_once(engine: Engine, item_id: int, ran: float, what: str = "the stopped item") -> Any:
+    """The item was charged the ``ran`` seconds it ran (within the 2 s a test takes), a credit a second rounded up,
+    in its usage record and in the ledger alike; returns the usage record."""
+    record = usage(engine, item_id)
+    assert record is not None, f"{what} was not charged"
+    assert ran <= record.seconds < ran + 2 and record.credits == math.ceil(record.seconds)
+    assert charged(engine, item_id) == record.credits
+    return record
+
+
+def assert_stopping_again_changes_nothing(
+    ledger: CreditLedger, user_id: str, item_id: int, balance: Balance, *again: Callable[[], Any]
+) -> None:
+    """Each of ``again`` (the stop repeated, a prune) and the worker settling the item late leave the user's
+    ``balance`` as it is, in the projection and rebuilt from the ledger."""
+    for call in again:
+        try:
+            call()
+        except Exception as e:  # the item may be gone: a second delete of a missing item raises, as stock's
+            assert type(e).__name__ == "SessionQueueItemNotFoundError"
+    from invokeai_saas.credits.ledger import Usage
+
+    late = ledger.settle(user_id, item_id, 60, Usage(seconds=60.0, gpu_tier="standard"))
+    assert late.already_settled and late.charged == 0
+    assert ledger.balance(user_id) == balance and ledger.rebuild(user_id) == balance
