@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from invokeai_saas.credits.periods import (
     subscription_grant_key,
 )
 from invokeai_saas.db.engine import get_engine
+from invokeai_saas.periodic import THREAD_PREFIX
 from invokeai_saas.plugins.builtin import credits as credits_plugin
 from invokeai_saas.plugins.manager import get_plugin_manager
 from invokeai_saas.runtime import WorkerRole, set_worker_role
@@ -377,7 +379,8 @@ def test_the_credits_plugin_runs_the_pass_in_api_processes_only(pg_engine: Engin
     settings = SaasSettings(database_url=pg_engine.url.render_as_string(hide_password=False))
 
     def running() -> bool:
-        return any(t.name == "invokeai-saas-credit-periods" and t.is_alive() for t in threading.enumerate())
+        name = f"{THREAD_PREFIX}invokeai-saas-credit-periods"
+        return any(t.name == name and t.is_alive() for t in threading.enumerate())
 
     credits_plugin.saas_startup(saas_config=SaasSettings(), services=None, logger=logger)
     assert not running()  # no database: nothing to roll
@@ -387,7 +390,8 @@ def test_the_credits_plugin_runs_the_pass_in_api_processes_only(pg_engine: Engin
         assert not running()  # workers leave it to the API processes
     finally:
         set_worker_role(None)
-    credits_plugin.saas_startup(saas_config=settings, services=None, logger=logger)
+    # An API process: the spending cap's pass gets the queue it fails items through (none run here).
+    credits_plugin.saas_startup(saas_config=settings, services=SimpleNamespace(session_queue=None), logger=logger)
     try:
         assert running()
     finally:
