@@ -27,9 +27,10 @@ from invokeai_saas.services.session_queue.session_queue_suspensions import Suspe
 from tests.services.test_session_queue import add_graph
 from tests.support.credits import charged, saas_user, set_balance, settled, usage
 from tests.support.invokeai import admin_token
+from tests.support.queue_api import enqueue, sleep_batch, wait_for_status
 from tests.test_credit_parked_stops import EARLIER, parked_parent
 from tests.test_credit_periods import _user
-from tests.test_credit_stops import BALANCE, enqueue, metered_queue, sleep_batch, start_running, wait_for_status
+from tests.test_credit_stops import BALANCE, metered_queue, start_running
 
 CLI = str(Path(sys.executable).parent / "invokeai-saas")
 RAN = 2.0  # seconds the item runs before its owner is deactivated

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +30,7 @@ from invokeai_saas.services.session_queue.stored_items import UNREADABLE_ERROR_T
 from tests.support.credits import saas_user
 from tests.support.databases import fresh_database
 from tests.support.invokeai import add_graph_batch, admin_token, run_marked_python
-
-Q = "default"
-WAIT = 90.0
+from tests.support.queue_api import enqueue, item_when_status, queue_url
 
 
 def _noise_batch(*widths: int) -> dict[str, Any]:
@@ -52,28 +49,13 @@ def _no_internals(response: httpx.Response) -> None:
     assert "SELECT" not in response.text and "psycopg" not in response.text
 
 
-def _url(web: InvokeAIWebServer, path: str) -> str:
-    return f"{web.url}/api/v1/queue/{Q}{path}"
-
-
 def _get(web: InvokeAIWebServer, path: str, headers: dict[str, str]) -> httpx.Response:
-    return httpx.get(_url(web, path), headers=headers, timeout=30)
+    return httpx.get(queue_url(web, path), headers=headers, timeout=30)
 
 
 def _enqueue(web: InvokeAIWebServer, headers: dict[str, str], batch: dict[str, Any]) -> int:
-    r = httpx.post(_url(web, "/enqueue_batch"), json=batch, headers=headers, timeout=60)
-    assert r.status_code == 200, r.text
-    (item_id,) = r.json()["item_ids"]
-    return int(item_id)
-
-
-def _wait_status(web: InvokeAIWebServer, item_id: int, headers: dict[str, str], *statuses: str) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT
-    while True:
-        item = _get(web, f"/i/{item_id}", headers).json()
-        if item.get("status") in statuses or time.monotonic() > deadline:
-            return dict(item)
-        time.sleep(0.2)
+    (item_id,) = enqueue(web, headers, batch)
+    return item_id
 
 
 def _break_session(engine: Engine, item_id: int) -> None:
@@ -112,7 +94,7 @@ def test_each_bad_value_is_named_with_its_node_and_field() -> None:
 
 def test_a_metered_enqueue_refuses_an_out_of_range_value_with_422(saas_web: InvokeAIWebServer) -> None:
     _, headers = saas_user(saas_web, "bad-batch")
-    refused = httpx.post(_url(saas_web, "/enqueue_batch"), json=_noise_batch(64, -5), headers=headers, timeout=60)
+    refused = httpx.post(queue_url(saas_web, "/enqueue_batch"), json=_noise_batch(64, -5), headers=headers, timeout=60)
     assert refused.status_code == 422, refused.text
     (error,) = refused.json()["detail"]
     assert error["loc"] == ["body", "batch", "data", 0, 0, "items", 1]
@@ -161,7 +143,7 @@ def test_a_stored_row_that_no_longer_parses_breaks_nobodys_list_and_a_worker_fai
     _, owner = saas_user(saas_web, "broken-owner")
     _, other = saas_user(saas_web, "bystander")
     seed = uuid.uuid4().int % 10_000
-    pause = httpx.put(_url(saas_web, "/processor/pause"), headers=admin, timeout=30)
+    pause = httpx.put(queue_url(saas_web, "/processor/pause"), headers=admin, timeout=30)
     assert pause.status_code == 200, pause.text
     try:
         broken = _enqueue(saas_web, owner, add_graph_batch(seed, 1))
@@ -179,23 +161,24 @@ def test_a_stored_row_that_no_longer_parses_breaks_nobodys_list_and_a_worker_fai
         assert placeholder["status"] == "pending" and placeholder["error_type"] == UNREADABLE_ERROR_TYPE
         assert "gone" not in str(placeholder["session"])  # the stored JSON is not echoed
         summaries = httpx.post(
-            _url(saas_web, "/item_summaries_by_ids"), json={"item_ids": [broken]}, headers=owner, timeout=30
+            queue_url(saas_web, "/item_summaries_by_ids"), json={"item_ids": [broken]}, headers=owner, timeout=30
         )
         assert summaries.status_code == 200 and [s["item_id"] for s in summaries.json()] == [broken]
         fetched = _get(saas_web, f"/i/{broken}", owner)
         assert fetched.status_code == 200 and fetched.json()["error_type"] == UNREADABLE_ERROR_TYPE
 
-        canceled = httpx.put(_url(saas_web, f"/i/{doomed}/cancel"), headers=owner, timeout=30)
+        canceled = httpx.put(queue_url(saas_web, f"/i/{doomed}/cancel"), headers=owner, timeout=30)
         assert canceled.status_code == 200 and canceled.json()["status"] == "canceled", canceled.text
-        removed = httpx.delete(_url(saas_web, f"/i/{deleted}"), headers=owner, timeout=30)
+        removed = httpx.delete(queue_url(saas_web, f"/i/{deleted}"), headers=owner, timeout=30)
         assert removed.status_code == 200, removed.text
         assert _get(saas_web, f"/i/{deleted}", owner).status_code == 404
-        retried = httpx.put(_url(saas_web, "/retry_items_by_id"), json=[doomed], headers=owner, timeout=30)
+        retried = httpx.put(queue_url(saas_web, "/retry_items_by_id"), json=[doomed], headers=owner, timeout=30)
         assert retried.status_code == 200 and retried.json()["retried_item_ids"] == []  # nothing to run again
     finally:
-        httpx.put(_url(saas_web, "/processor/resume"), headers=admin, timeout=30)
+        httpx.put(queue_url(saas_web, "/processor/resume"), headers=admin, timeout=30)
 
-    claimed = _wait_status(saas_web, broken, owner, "failed", "completed", "canceled")
+    claimed = item_when_status(saas_web, owner, broken, "failed", "completed", "canceled")
     assert claimed["status"] == "failed" and claimed["error_type"] == UNREADABLE_ERROR_TYPE, claimed
     after = _enqueue(saas_web, owner, add_graph_batch(seed, 4))
-    assert _wait_status(saas_web, after, owner, "completed", "failed")["status"] == "completed"  # the worker goes on
+    # The worker goes on.
+    assert item_when_status(saas_web, owner, after, "completed", "failed")["status"] == "completed"

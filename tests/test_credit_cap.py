@@ -37,8 +37,9 @@ from tests.support.credits import (
     settled,
     usage,
 )
+from tests.support.queue_api import enqueue, sleep_batch, wait_for_status
 from tests.test_credit_periods import _user
-from tests.test_credit_stops import enqueue, metered_queue, sleep_batch, start_running, wait_for_status
+from tests.test_credit_stops import metered_queue, start_running
 
 Q = "default"
 

@@ -42,6 +42,7 @@ from tests.support.credits import (
     settled,
     usage,
 )
+from tests.support.queue_api import enqueue, sleep_batch, wait_for_status
 from tests.test_credit_periods import _user
 from tests.test_dispatch_queue import RecordingEvents, _start
 
@@ -143,34 +144,6 @@ def test_a_stop_charges_at_most_what_the_user_can_pay(
 
 
 # region end to end: the routes of saas_web with a real worker
-
-WAIT = 90.0
-
-
-def _headers_item(web: InvokeAIWebServer, headers: dict[str, str], item_id: int) -> httpx.Response:
-    return httpx.get(f"{web.url}/api/v1/queue/{Q}/i/{item_id}", headers=headers, timeout=30)
-
-
-def wait_for_status(web: InvokeAIWebServer, headers: dict[str, str], item_id: int, *statuses: str) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT
-    while True:
-        item = dict(_headers_item(web, headers, item_id).json())
-        if item.get("status") in statuses:
-            return item
-        assert time.monotonic() < deadline, item
-        time.sleep(0.05)
-
-
-def sleep_batch(seconds: float, destination: str | None = None) -> dict[str, Any]:
-    """A step-less graph: one node that waits ``seconds`` (checking for cancellation every 20 ms)."""
-    graph = {"id": "sleep", "nodes": {"s": {"id": "s", "type": "saas_test_sleep", "seconds": seconds}}, "edges": []}
-    return {"prepend": False, "batch": {"graph": graph, "runs": 1, "destination": destination}}
-
-
-def enqueue(web: InvokeAIWebServer, headers: dict[str, str], body: dict[str, Any]) -> list[int]:
-    r = httpx.post(f"{web.url}/api/v1/queue/{Q}/enqueue_batch", json=body, headers=headers, timeout=60)
-    assert r.status_code == 200, r.text
-    return list(r.json()["item_ids"])
 
 
 def _route_stop(web: InvokeAIWebServer, headers: dict[str, str], path: str, item: dict[str, Any]) -> httpx.Response:

@@ -5,7 +5,6 @@ Socket.IO queue room carrying an item's events to its owner only (a real python-
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,41 +17,15 @@ from invokeai_saas.devstack.web import InvokeAIWebServer
 from tests.support.browser import Browser
 from tests.support.credits import saas_user, set_plan
 from tests.support.invokeai import add_graph_batch, admin_token
-
-Q = "default"
-WAIT = 90.0
-
-
-def _url(web: InvokeAIWebServer, path: str) -> str:
-    return f"{web.url}/api/v1/queue/{Q}{path}"
+from tests.support.queue_api import Q, enqueue, item_when_status, queue_url, sleep_batch
 
 
 def _get(web: InvokeAIWebServer, path: str, headers: dict[str, str], **params: Any) -> httpx.Response:
-    return httpx.get(_url(web, path), headers=headers, params=params, timeout=30)
+    return httpx.get(queue_url(web, path), headers=headers, params=params, timeout=30)
 
 
 def _post(web: InvokeAIWebServer, path: str, headers: dict[str, str], body: Any) -> httpx.Response:
-    return httpx.post(_url(web, path), headers=headers, json=body, timeout=30)
-
-
-def _sleep_batch(seconds: float) -> dict[str, Any]:
-    node = {"id": "sleep", "type": "saas_test_sleep", "seconds": seconds}
-    return {"prepend": False, "batch": {"graph": {"id": "g", "nodes": {"sleep": node}, "edges": []}, "runs": 1}}
-
-
-def _enqueue(web: InvokeAIWebServer, headers: dict[str, str], batch: dict[str, Any]) -> list[int]:
-    r = _post(web, "/enqueue_batch", headers, batch)
-    assert r.status_code == 200, r.text
-    return [int(i) for i in r.json()["item_ids"]]
-
-
-def _wait_status(web: InvokeAIWebServer, item_id: int, headers: dict[str, str], *statuses: str) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT
-    while True:
-        item = _get(web, f"/i/{item_id}", headers).json()
-        if item.get("status") in statuses or time.monotonic() > deadline:
-            return dict(item)
-        time.sleep(0.1)
+    return httpx.post(queue_url(web, path), headers=headers, json=body, timeout=30)
 
 
 def _ids(response: httpx.Response) -> list[int]:
@@ -68,19 +41,19 @@ def admin(saas_web: InvokeAIWebServer) -> dict[str, str]:
 @pytest.fixture()
 def paused(saas_web: InvokeAIWebServer, admin: dict[str, str]) -> Iterator[None]:
     """The fleet paused: what is enqueued stays pending until resume (workers take no new item)."""
-    assert httpx.put(_url(saas_web, "/processor/pause"), headers=admin, timeout=30).status_code == 200
+    assert httpx.put(queue_url(saas_web, "/processor/pause"), headers=admin, timeout=30).status_code == 200
     try:
         yield
     finally:
-        httpx.put(_url(saas_web, "/processor/resume"), headers=admin, timeout=30)
+        httpx.put(queue_url(saas_web, "/processor/resume"), headers=admin, timeout=30)
 
 
 def test_each_tenant_sees_only_its_own_items(saas_web: InvokeAIWebServer, admin: dict[str, str], paused: None) -> None:
     a_id, a = saas_user(saas_web, "tenant-a")
     _, b = saas_user(saas_web, "tenant-b")
     seed = uuid.uuid4().int % 10_000
-    a_items = [_enqueue(saas_web, a, add_graph_batch(seed, n))[0] for n in range(3)]
-    (b_item,) = _enqueue(saas_web, b, add_graph_batch(seed, 9))
+    a_items = [enqueue(saas_web, a, add_graph_batch(seed, n))[0] for n in range(3)]
+    (b_item,) = enqueue(saas_web, b, add_graph_batch(seed, 9))
     everyone = [*a_items, b_item]
 
     assert sorted(_ids(_get(saas_web, "/list_all", a))) == sorted(a_items)
@@ -106,8 +79,8 @@ def test_each_tenant_sees_only_its_own_items(saas_web: InvokeAIWebServer, admin:
         assert r.status_code == 404, r.text
         assert r.json() == {"detail": f"Queue item with id {item_id} not found in queue {Q}"}
         # Canceling or deleting it answers the same (stock: 403, which confirms the item exists).
-        canceled = httpx.put(_url(saas_web, f"/i/{item_id}/cancel"), headers=b, timeout=30)
-        deleted = httpx.delete(_url(saas_web, f"/i/{item_id}"), headers=b, timeout=30)
+        canceled = httpx.put(queue_url(saas_web, f"/i/{item_id}/cancel"), headers=b, timeout=30)
+        deleted = httpx.delete(queue_url(saas_web, f"/i/{item_id}"), headers=b, timeout=30)
         assert (canceled.status_code, deleted.status_code) == (404, 404), (canceled.text, deleted.text)
         assert canceled.json() == deleted.json() == r.json()
     assert _get(saas_web, f"/i/{a_items[0]}", a).json()["status"] == "pending"  # untouched
@@ -128,15 +101,15 @@ def test_each_tenant_sees_only_its_own_items(saas_web: InvokeAIWebServer, admin:
     assert _get(saas_web, f"/b/{batch}/status", b).json()["total"] == 0
     assert _get(saas_web, f"/b/{batch}/status", admin).json()["total"] == 0
     assert _get(saas_web, f"/b/{batch}/status", a).json()["pending"] == 1
-    httpx.put(_url(saas_web, "/clear"), headers=a, timeout=30)
-    httpx.put(_url(saas_web, "/clear"), headers=b, timeout=30)
+    httpx.put(queue_url(saas_web, "/clear"), headers=a, timeout=30)
+    httpx.put(queue_url(saas_web, "/clear"), headers=b, timeout=30)
 
 
 def test_a_running_item_is_current_only_for_its_owner(saas_web: InvokeAIWebServer, admin: dict[str, str]) -> None:
     _, a = saas_user(saas_web, "runner")
     _, b = saas_user(saas_web, "watcher")
-    (item_id,) = _enqueue(saas_web, a, _sleep_batch(3.0))
-    assert _wait_status(saas_web, item_id, a, "in_progress", "completed")["status"] == "in_progress"
+    (item_id,) = enqueue(saas_web, a, sleep_batch(3.0))
+    assert item_when_status(saas_web, a, item_id, "in_progress", "completed")["status"] == "in_progress"
     current = _get(saas_web, "/current", a).json()
     assert current is not None and current["item_id"] == item_id
     assert _get(saas_web, "/current", b).json() is None
@@ -144,7 +117,7 @@ def test_a_running_item_is_current_only_for_its_owner(saas_web: InvokeAIWebServe
     assert (own["in_progress"], own["item_id"], own["user_in_progress"]) == (1, item_id, 1)
     other = _get(saas_web, "/status", b).json()["queue"]
     assert (other["in_progress"], other["item_id"], other["total"]) == (0, None, 0)
-    assert _wait_status(saas_web, item_id, a, "completed", "failed")["status"] == "completed"
+    assert item_when_status(saas_web, a, item_id, "completed", "failed")["status"] == "completed"
 
 
 def test_an_api_key_reaches_only_its_owners_items(saas_web: InvokeAIWebServer, saas_db: Engine) -> None:
@@ -154,16 +127,16 @@ def test_an_api_key_reaches_only_its_owners_items(saas_web: InvokeAIWebServer, s
     created = httpx.post(f"{saas_web.url}/api/v1/saas/me/api-keys", json={"name": "probe"}, headers=b, timeout=30)
     assert created.status_code == 201, created.text
     key = {"Authorization": f"Bearer {created.json()['secret']}"}
-    (a_item,) = _enqueue(saas_web, a, add_graph_batch(uuid.uuid4().int % 10_000, 5))
-    (b_item,) = _enqueue(saas_web, key, add_graph_batch(uuid.uuid4().int % 10_000, 6))
+    (a_item,) = enqueue(saas_web, a, add_graph_batch(uuid.uuid4().int % 10_000, 5))
+    (b_item,) = enqueue(saas_web, key, add_graph_batch(uuid.uuid4().int % 10_000, 6))
     assert _get(saas_web, f"/i/{a_item}", key).status_code == 404
-    assert httpx.put(_url(saas_web, f"/i/{a_item}/cancel"), headers=key, timeout=30).status_code == 404
+    assert httpx.put(queue_url(saas_web, f"/i/{a_item}/cancel"), headers=key, timeout=30).status_code == 404
     assert _get(saas_web, f"/i/{b_item}", key).status_code == 200
     assert _ids(_get(saas_web, "/list_all", key)) == [b_item]
     assert _ids(_post(saas_web, "/items_by_ids", key, {"item_ids": [a_item, b_item]})) == [b_item]
     assert _get(saas_web, "/item_ids", key).json()["item_ids"] == [b_item]
     for item_id, headers in ((a_item, a), (b_item, b)):
-        _wait_status(saas_web, item_id, headers, "completed", "failed")
+        item_when_status(saas_web, headers, item_id, "completed", "failed")
 
 
 def _mentions(events: list[tuple[str, dict[str, Any]]], item_id: int, user_id: str, batch_id: str) -> list[str]:
@@ -204,7 +177,7 @@ def test_the_queue_room_carries_an_items_events_to_its_owner_only(
         # path, so once each browser has its own completion no copy of the first item's events is still on the way.
         for who in ("other", "admin"):
             headers = b if who == "other" else admin
-            (own_item,) = _enqueue(saas_web, headers, add_graph_batch(uuid.uuid4().int % 10_000, 8))
+            (own_item,) = enqueue(saas_web, headers, add_graph_batch(uuid.uuid4().int % 10_000, 8))
             assert browsers[who].wait_for(done(own_item)), (who, browsers[who].events)
     finally:
         for browser in browsers.values():
