@@ -230,13 +230,16 @@ def test_a_model_list_costs_one_index_query_and_sees_other_processes_covers(
     assert log.count == 1
     assert [url is not None for url in urls] == [True] * 3 + [False] * 27
 
-    other_process = started(S3ModelImageFileStorage(object_storage, tmp_path / "other", 0.2), invoker)
+    # A snapshot long enough that the save below (an S3 write, slow on a loaded machine) ends within it.
+    other_process = started(S3ModelImageFileStorage(object_storage, tmp_path / "other", 3.0), invoker)
     assert other_process.get_url(keys[3]) is None
     model_images.save(picture(seed=2), keys[3])
     assert model_images.get_url(keys[3]) is not None  # its own save: at once
     assert other_process.get_url(keys[3]) is None  # the other process's snapshot is still the old one
-    time.sleep(0.3)
-    assert other_process.get_url(keys[3]) is not None
+    deadline = time.monotonic() + 30
+    while other_process.get_url(keys[3]) is None:  # renewed once the snapshot is 3 s old
+        assert time.monotonic() < deadline, "the other process never renewed its snapshot"
+        time.sleep(0.1)
     model_images.delete(keys[0])
     assert model_images.get_url(keys[0]) is None
 
