@@ -29,6 +29,7 @@ from invokeai_saas.services.session_queue.session_queue_postgres import (
     _ids_in,
     _item_from_row,
     _item_select,
+    count_fields,
 )
 
 
@@ -117,13 +118,7 @@ class OwnerQueueViews:
             item_id=first.item_id if first is not None else None,
             session_id=first.session_id if first is not None else None,
             batch_id=first.batch_id if first is not None else None,
-            pending=totals.get("pending", 0),
-            in_progress=totals.get("in_progress", 0),
-            waiting=totals.get("waiting", 0),
-            completed=totals.get("completed", 0),
-            failed=totals.get("failed", 0),
-            canceled=totals.get("canceled", 0),
-            total=sum(totals.values()),
+            **count_fields(totals),
             user_pending=totals.get("pending", 0),
             user_in_progress=totals.get("in_progress", 0),
             items_ahead=first.items_ahead if first is not None else None,

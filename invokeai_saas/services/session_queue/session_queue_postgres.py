@@ -262,6 +262,15 @@ def _status_counts(rows: Iterable[Row[Any]]) -> dict[str, int]:
     return {row[0]: row[1] for row in rows}
 
 
+_COUNTED_STATUSES = ("pending", "in_progress", "waiting", "completed", "failed", "canceled")
+
+
+def count_fields(counts: Mapping[str, int]) -> dict[str, int]:
+    """Stock's count fields (queue status, batch status, counts by destination) from ``{status: items}``: one per
+    status, 0 where it has none, and the total."""
+    return {status: counts.get(status, 0) for status in _COUNTED_STATUSES} | {"total": sum(counts.values())}
+
+
 def _group_by_user(rows: Iterable[Row[Any]]) -> dict[str, list[int]]:
     """``{owner: [item ids]}`` for the ``queue_items_canceled`` event, ids ascending.
 
@@ -983,13 +992,7 @@ class PostgresSessionQueue(SessionQueueBase):
             item_id=current_item_id,
             session_id=current_session_id,
             batch_id=current_batch_id,
-            pending=totals.get("pending", 0),
-            in_progress=totals.get("in_progress", 0),
-            waiting=totals.get("waiting", 0),
-            completed=totals.get("completed", 0),
-            failed=totals.get("failed", 0),
-            canceled=totals.get("canceled", 0),
-            total=sum(totals.values()),
+            **count_fields(totals),
             user_pending=user_pending,
             user_in_progress=user_in_progress,
         )
@@ -1008,13 +1011,7 @@ class PostgresSessionQueue(SessionQueueBase):
             origin=rows[0][2] if rows else None,
             destination=rows[0][3] if rows else None,
             queue_id=queue_id,
-            pending=counts.get("pending", 0),
-            in_progress=counts.get("in_progress", 0),
-            waiting=counts.get("waiting", 0),
-            completed=counts.get("completed", 0),
-            failed=counts.get("failed", 0),
-            canceled=counts.get("canceled", 0),
-            total=sum(counts.values()),
+            **count_fields(counts),
         )
 
     def get_counts_by_destination(
@@ -1030,13 +1027,7 @@ class PostgresSessionQueue(SessionQueueBase):
         return SessionQueueCountsByDestination(
             queue_id=queue_id,
             destination=destination,
-            pending=counts.get("pending", 0),
-            in_progress=counts.get("in_progress", 0),
-            waiting=counts.get("waiting", 0),
-            completed=counts.get("completed", 0),
-            failed=counts.get("failed", 0),
-            canceled=counts.get("canceled", 0),
-            total=sum(counts.values()),
+            **count_fields(counts),
         )
 
     # endregion
