@@ -272,6 +272,9 @@ def test_someone_elses_image_cannot_be_probed_through_its_board(
     probed = httpx.request("DELETE", f"{url}/api/v1/board_images/", json={"image_name": name}, headers=other)
     assert probed.status_code == unknown.status_code == 404, probed.text
     assert probed.json() == unknown.json()
+    as_json = {**other, "content-type": "application/json"}
+    garbled = httpx.request("DELETE", f"{url}/api/v1/board_images/", content=b"{not json", headers=as_json)
+    assert garbled.status_code == 422, garbled.text  # the guard leaves a body it cannot read to stock's refusal
     own = httpx.request("DELETE", f"{url}/api/v1/board_images/", json={"image_name": name}, headers=user["headers"])
     assert own.status_code == 201, own.text
 

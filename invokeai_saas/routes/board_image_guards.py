@@ -22,10 +22,13 @@ from invokeai_saas.routes.not_found_errors import NOT_FOUND_DETAIL
 
 async def owner_or_not_found(current_user: CurrentUserOrDefault, request: Request) -> None:
     """Guards see no body parameters, so the body is read here (starlette keeps it for stock's handler); a body
-    without a string ``image_name`` is left to stock's handler, which refuses it."""
+    that does not parse, or has no string ``image_name``, is left to stock's handler, which refuses it."""
     if current_user.is_admin:
         return
-    body = await request.json()
+    try:
+        body = await request.json()
+    except Exception:  # not JSON, or JSON the request checks refuse: stock's handler answers the 422
+        return
     image_name = body.get("image_name") if isinstance(body, dict) else None
     if not isinstance(image_name, str):
         return
