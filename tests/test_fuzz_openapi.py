@@ -21,6 +21,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import InvalidArgument, Unsatisfiable
 from schemathesis import GenerationMode
 
 from invokeai_saas.db import migrate
@@ -143,9 +144,8 @@ def _fuzz(operation: Any, mode: GenerationMode, fuzzed: Fuzzed, role: str, run: 
 
     try:
         send()
-    except Exception as error:  # schemathesis cannot build a request for this operation in this mode
-        if type(error).__name__ not in ("Unsatisfiable", "InvalidArgument", "Unsatisfied"):
-            raise
+    except (Unsatisfiable, InvalidArgument):  # schemathesis cannot build a request for this operation in this mode
+        pass
 
 
 @pytest.mark.timeout(1200)
